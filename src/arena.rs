@@ -1,0 +1,371 @@
+//! Arenas: the shared pools that heaps draw segments from, one per CPU by
+//! default, each with its own lock. A thread is assigned one on its first
+//! allocation (round robin, O(1)) and keeps it; large blocks are served by
+//! the thread's arena, so no call ever scans all arenas.
+//!
+//! ```text
+//!  Arena ─┬─ cache      : up to 4 empty 4 MiB segments (purged after
+//!         │               the purge delay, unmapped past 4)
+//!         ├─ abandoned  : segments of exited threads with live blocks,
+//!         │               adopted by the next heap that needs a page
+//!         └─ large      : large segments (page runs, see large.rs)
+//! ```
+//! Invariants: every field of `Inner` is touched only with `lock` held;
+//! `nabandoned` equals the length of the abandoned list.
+
+use crate::large::LargeSeg;
+use crate::segment::{self, Segment};
+use crate::segmap::{self, Kind, CHUNK};
+use crate::sync::SpinLock;
+use crate::{options, os, stats};
+use core::cell::UnsafeCell;
+use core::ptr::null_mut;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+/// At most this many arenas.
+pub const MAX_ARENAS: usize = 64;
+const CACHE_SLOTS: usize = 4;
+
+/// The lock-protected state of an arena.
+pub struct Inner {
+    abandoned: *mut Segment,
+    cache: [*mut u8; CACHE_SLOTS],
+    cache_clean: [bool; CACHE_SLOTS],
+    ncache: usize,
+    /// Earliest time something of this arena is due to be purged (0: none).
+    pub purge_at: u64,
+    /// The arena's large segments (doubly linked).
+    pub large: *mut LargeSeg,
+}
+
+/// An arena.
+#[repr(C, align(64))]
+pub struct Arena {
+    lock: SpinLock,
+    nabandoned: AtomicUsize,
+    inner: UnsafeCell<Inner>,
+}
+
+// SAFETY: `inner` is only accessed with `lock` held.
+unsafe impl Sync for Arena {}
+
+impl Arena {
+    const fn new() -> Arena {
+        Arena {
+            lock: SpinLock::new(),
+            nabandoned: AtomicUsize::new(0),
+            inner: UnsafeCell::new(Inner {
+                abandoned: null_mut(),
+                cache: [null_mut(); CACHE_SLOTS],
+                cache_clean: [false; CACHE_SLOTS],
+                ncache: 0,
+                purge_at: 0,
+                large: null_mut(),
+            }),
+        }
+    }
+
+    /// Runs `f` with the lock held.
+    pub fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
+        self.lock.lock();
+        // SAFETY: the lock is held, so this is the only reference.
+        let r = f(unsafe { &mut *self.inner.get() });
+        self.lock.unlock();
+        r
+    }
+}
+
+static ARENAS: [Arena; MAX_ARENAS] = [const { Arena::new() }; MAX_ARENAS];
+static NARENAS: AtomicUsize = AtomicUsize::new(1);
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+/// Sets the number of arenas (once, at global initialisation).
+pub fn init() {
+    let want = options::get(options::Opt::Arenas);
+    let n = if want <= 0 { os::ncpus() } else { want as usize };
+    NARENAS.store(n.clamp(1, MAX_ARENAS), Ordering::Relaxed);
+}
+
+/// The number of arenas in use.
+pub fn count() -> usize {
+    NARENAS.load(Ordering::Relaxed)
+}
+
+/// The arena for a new thread: round robin.
+pub fn assign() -> *mut Arena {
+    let i = NEXT.fetch_add(1, Ordering::Relaxed) % count();
+    &ARENAS[i] as *const Arena as *mut Arena
+}
+
+/// A 4 MiB-aligned, 4 MiB mapping for a new segment and whether its memory
+/// is known to be zero; null when the OS refuses.
+///
+/// # Safety
+/// `a` is a live arena.
+pub unsafe fn alloc_segment(a: *mut Arena) -> (*mut u8, bool) {
+    // SAFETY: arenas are static.
+    let a = unsafe { &*a };
+    a.with(take_cached_locked).unwrap_or_else(map_segment)
+}
+
+/// Takes a cached segment's memory and whether it is known zero. Lock held.
+pub fn take_cached_locked(inner: &mut Inner) -> Option<(*mut u8, bool)> {
+    if inner.ncache == 0 {
+        return None;
+    }
+    inner.ncache -= 1;
+    Some((inner.cache[inner.ncache], inner.cache_clean[inner.ncache]))
+}
+
+/// Maps a new 4 MiB-aligned segment from the OS (null when refused).
+pub fn map_segment() -> (*mut u8, bool) {
+    let p = os::map_aligned(CHUNK, CHUNK, 0);
+    if p.is_null() || !segmap::in_range(p as usize) {
+        if !p.is_null() {
+            // SAFETY: just mapped, unused.
+            unsafe { os::unmap(p, CHUNK) };
+        }
+        return (null_mut(), false);
+    }
+    stats::note_reserved(CHUNK as isize);
+    (p, true)
+}
+
+/// Puts an empty segment's memory in the cache (purged after the delay) or
+/// unmaps it when the cache is full. Lock held.
+pub fn release_locked(inner: &mut Inner, base: *mut u8) {
+    segmap::set(base as usize, Kind::None);
+    stats::note_segment(-1);
+    if inner.ncache < CACHE_SLOTS {
+        let delay = options::purge_delay_ms();
+        let clean = delay == 0;
+        if clean {
+            // SAFETY: the segment is empty; nobody uses its memory.
+            unsafe { os::purge(base, CHUNK) };
+        } else if delay > 0 && inner.purge_at == 0 {
+            inner.purge_at = os::now_ms() + delay as u64;
+        }
+        inner.cache[inner.ncache] = base;
+        inner.cache_clean[inner.ncache] = clean;
+        inner.ncache += 1;
+    } else {
+        // SAFETY: the segment is empty and no longer in the chunk map.
+        unsafe { os::unmap(base, CHUNK) };
+        stats::note_reserved(-(CHUNK as isize));
+    }
+}
+
+/// Releases an empty small segment to its arena.
+///
+/// # Safety
+/// The segment has no block in use and is in no list.
+pub unsafe fn release_segment(seg: *mut Segment) {
+    // SAFETY: the segment's arena is a static arena.
+    let a = unsafe { &*(*seg).arena };
+    a.with(|inner| {
+        release_locked(inner, seg as *mut u8);
+        purge_due_locked(inner, false);
+    });
+}
+
+/// Purges cached segments, abandoned segments' free pages and large
+/// segments' free pages that are due (or all of them, `force`). Lock held.
+pub fn purge_due_locked(inner: &mut Inner, force: bool) -> bool {
+    if !force && inner.purge_at == 0 {
+        return false;
+    }
+    let now = os::now_ms();
+    if !force && now < inner.purge_at {
+        return false;
+    }
+    let mut any = false;
+    for i in 0..inner.ncache {
+        if !inner.cache_clean[i] {
+            // SAFETY: cached segments hold no data.
+            unsafe { os::purge(inner.cache[i], CHUNK) };
+            inner.cache_clean[i] = true;
+            any = true;
+        }
+    }
+    let mut seg = inner.abandoned;
+    while !seg.is_null() {
+        // SAFETY: abandoned segments are guarded by this lock.
+        unsafe {
+            any |= segment::purge_due(seg, now, true) > 0;
+            seg = (*seg).next;
+        }
+    }
+    let (large_any, next_due) = crate::large::purge_due_locked(inner, now, force);
+    inner.purge_at = next_due;
+    any | large_any
+}
+
+/// Collects an abandoned segment's cross-thread frees and retires its
+/// empty pages. Returns true when the segment is empty. Lock held.
+unsafe fn tidy_abandoned(seg: *mut Segment) -> bool {
+    let delay = options::purge_delay_ms();
+    let now = if delay > 0 { os::now_ms() } else { 0 };
+    // SAFETY: no heap owns the segment; the arena lock is held.
+    unsafe {
+        segment::collect_pending(seg, |_, _| {});
+        let s = &mut *seg;
+        for i in segment::META_PAGES..segment::PAGES {
+            let pg = &mut s.pages[i] as *mut crate::page::Page;
+            if (*pg).bsize != 0 && (*pg).used == 0 {
+                segment::retire_page(seg, pg, now, delay);
+            }
+        }
+        s.used_pages == 0
+    }
+}
+
+/// A thread is ending: gives its segment to the arena.
+///
+/// # Safety
+/// The calling thread owns `seg` and will not touch it again.
+pub unsafe fn abandon_segment(seg: *mut Segment) {
+    // SAFETY: owned segment; its arena is static.
+    let (s, a) = unsafe { (&mut *seg, &*(*seg).arena) };
+    // From here freers see no owner and collect under the lock themselves.
+    s.owner.store(null_mut(), Ordering::SeqCst);
+    a.with(|inner| {
+        // SAFETY: the lock is held and nobody owns the segment.
+        if unsafe { tidy_abandoned(seg) } {
+            release_locked(inner, seg as *mut u8);
+            return;
+        }
+        s.abandoned = true;
+        s.prev = null_mut();
+        s.next = inner.abandoned;
+        if !inner.abandoned.is_null() {
+            // SAFETY: list members are guarded by the lock.
+            unsafe { (*inner.abandoned).prev = seg };
+        }
+        inner.abandoned = seg;
+        a.nabandoned.fetch_add(1, Ordering::Relaxed);
+        let delay = options::purge_delay_ms();
+        if delay > 0 && s.purge_pages != 0 && inner.purge_at == 0 {
+            inner.purge_at = s.purge_at;
+        }
+    });
+}
+
+/// Unlinks an abandoned segment. Lock held.
+unsafe fn unlink_abandoned(a: &Arena, inner: &mut Inner, seg: *mut Segment) {
+    // SAFETY: seg is in the abandoned list, guarded by the lock.
+    unsafe {
+        let s = &mut *seg;
+        if s.prev.is_null() {
+            inner.abandoned = s.next;
+        } else {
+            (*s.prev).next = s.next;
+        }
+        if !s.next.is_null() {
+            (*s.next).prev = s.prev;
+        }
+        s.next = null_mut();
+        s.prev = null_mut();
+        s.abandoned = false;
+    }
+    a.nabandoned.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Takes an abandoned segment for the calling heap to adopt, or null.
+///
+/// # Safety
+/// `a` is a live arena.
+pub unsafe fn pop_abandoned(a: *mut Arena) -> *mut Segment {
+    // SAFETY: arenas are static.
+    let a = unsafe { &*a };
+    if a.nabandoned.load(Ordering::Relaxed) == 0 {
+        return null_mut();
+    }
+    a.with(|inner| {
+        let seg = inner.abandoned;
+        if !seg.is_null() {
+            // SAFETY: the lock is held.
+            unsafe { unlink_abandoned(a, inner, seg) };
+        }
+        seg
+    })
+}
+
+/// A thread freed into an abandoned segment: collect under the lock, and
+/// release the segment if that emptied it.
+///
+/// # Safety
+/// `seg` is a mapped small segment.
+pub unsafe fn reclaim_frees(seg: *mut Segment) {
+    // SAFETY: the segment's arena is static.
+    let a = unsafe { &*(*seg).arena };
+    a.with(|inner| {
+        // SAFETY: the lock is held; `abandoned` says no heap owns it.
+        unsafe {
+            if !(*seg).abandoned {
+                return; // adopted meanwhile: the new owner collects
+            }
+            if tidy_abandoned(seg) {
+                unlink_abandoned(a, inner, seg);
+                release_locked(inner, seg as *mut u8);
+            } else if (*seg).purge_pages != 0 && inner.purge_at == 0 {
+                inner.purge_at = (*seg).purge_at;
+            }
+        }
+        purge_due_locked(inner, false);
+    });
+}
+
+/// Purges everything purgeable in every arena. True if anything was.
+pub fn trim_all() -> bool {
+    let mut any = false;
+    for a in &ARENAS[..count()] {
+        any |= a.with(|inner| {
+            // Also hand back what abandoned segments received meanwhile.
+            let mut seg = inner.abandoned;
+            while !seg.is_null() {
+                // SAFETY: lock held; abandoned segments are ours to tidy.
+                unsafe {
+                    let next = (*seg).next;
+                    if tidy_abandoned(seg) {
+                        unlink_abandoned(a, inner, seg);
+                        release_locked(inner, seg as *mut u8);
+                    }
+                    seg = next;
+                }
+            }
+            purge_due_locked(inner, true)
+        });
+    }
+    any
+}
+
+/// Counts for statistics: (cached segments, abandoned segments).
+pub fn counts() -> (usize, usize) {
+    let mut c = (0, 0);
+    for a in &ARENAS[..count()] {
+        c.0 += a.with(|inner| inner.ncache);
+        c.1 += a.nabandoned.load(Ordering::Relaxed);
+    }
+    c
+}
+
+/// Fork: take every arena lock (prepare).
+pub fn lock_all() {
+    for a in &ARENAS {
+        a.lock.lock();
+    }
+}
+
+/// Fork: release every arena lock (parent).
+pub fn unlock_all() {
+    for a in &ARENAS {
+        a.lock.unlock();
+    }
+}
+
+/// Fork: the child has one thread; force every arena lock open.
+pub fn reset_all() {
+    for a in &ARENAS {
+        a.lock.reset();
+    }
+}

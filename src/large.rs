@@ -1,0 +1,344 @@
+//! Large blocks (32 KiB < size <= 2 MiB): runs of 4 KiB pages in large
+//! segments, found by a word-at-a-time bitmap search under the arena lock.
+//! Kept apart from size-class pages so they never fragment them.
+//!
+//! ```text
+//!  large segment (4 MiB, 1024 OS pages)
+//!  ┌──────┬───────────┬──┬─────────────────┬────────┬──────────────┐
+//!  │header│ block A   │  │ block B         │  free  │ block C      │
+//!  └──────┴───────────┴──┴─────────────────┴────────┴──────────────┘
+//!  used   1 1 1 1 1 1 1 0 1 1 1 1 1 1 1 1 1 0 0 0 0 1 1 1 1 1 1 1 1
+//!  starts 1 1 . . . . . . 1 . . . . . . . . . . . . 1 . . . . . . .
+//!  len[i] = pages of the block starting at page i
+//! ```
+//! Invariants (arena lock held for every access): `used` has a bit per
+//! page in use (page 0, the header, always); `starts` marks the first page
+//! of each live block, whose length is `len[i]`; `dirty` marks pages that
+//! may hold non-zero data; `purge` ⊆ free pages awaiting a purge;
+//! `free_count` = number of clear `used` bits.
+
+use crate::arena::{self, Arena, Inner};
+use crate::bitmap;
+use crate::error::{self, fatal, Fault, Op};
+use crate::segmap::{self, Kind, CHUNK};
+use crate::{options, os, stats, thread};
+use core::ptr::null_mut;
+
+const NPAGES: usize = CHUNK / os::PAGE;
+const NWORDS: usize = NPAGES / 64;
+/// The largest large block (and the largest alignment served here).
+pub const LARGE_MAX: usize = 2 << 20;
+
+/// The header of a large segment (its first 4 KiB page).
+#[repr(C)]
+pub struct LargeSeg {
+    arena: *mut Arena,
+    next: *mut LargeSeg,
+    prev: *mut LargeSeg,
+    free_count: usize,
+    purge_at: u64,
+    used: [u64; NWORDS],
+    starts: [u64; NWORDS],
+    dirty: [u64; NWORDS],
+    purge: [u64; NWORDS],
+    len: [u16; NPAGES],
+}
+
+const _: () = assert!(core::mem::size_of::<LargeSeg>() <= os::PAGE);
+
+/// True when a block of `size` bytes aligned to `align` is served here.
+pub fn fits(size: usize, align: usize) -> bool {
+    size <= LARGE_MAX && align <= LARGE_MAX
+}
+
+fn pages_for(size: usize) -> usize {
+    size.div_ceil(os::PAGE).max(1)
+}
+
+/// The arena of the calling thread (setting up its heap if needed).
+fn my_arena() -> *mut Arena {
+    let mut h = thread::heap();
+    if h == crate::heap::empty_heap() {
+        h = thread::init_heap();
+        if h.is_null() {
+            return null_mut();
+        }
+    }
+    // SAFETY: a real heap's arena is set.
+    unsafe { (*h).arena }
+}
+
+/// Allocates a large block; null when out of memory.
+///
+/// # Safety
+/// `fits(size, align)` holds.
+pub unsafe fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
+    let a = my_arena();
+    if a.is_null() {
+        return null_mut();
+    }
+    let n = pages_for(size);
+    let step = (align / os::PAGE).max(1);
+    // SAFETY: arenas are static.
+    let arena = unsafe { &*a };
+    let found = arena.with(|inner| {
+        let mut seg = inner.large;
+        while !seg.is_null() {
+            // SAFETY: large segments of this arena are guarded by its lock.
+            unsafe {
+                if (*seg).free_count >= n {
+                    if let Some(i) = bitmap::find_clear_run(&(*seg).used, NPAGES, n, step) {
+                        return Some(take(&mut *seg, i, n));
+                    }
+                }
+                seg = (*seg).next;
+            }
+        }
+        // SAFETY: as above; `a` is this arena.
+        let seg = unsafe { new_segment(inner, a) };
+        if seg.is_null() {
+            return None;
+        }
+        // SAFETY: a fresh segment has room for any fitting block.
+        unsafe {
+            let i = bitmap::find_clear_run(&(*seg).used, NPAGES, n, step)?;
+            Some(take(&mut *seg, i, n))
+        }
+    });
+    let Some((p, clean)) = found else {
+        return null_mut();
+    };
+    if zero && !clean {
+        // SAFETY: the block spans n pages owned by the caller now.
+        unsafe { core::ptr::write_bytes(p, 0, size) };
+    }
+    stats::note_large((n * os::PAGE) as isize);
+    p
+}
+
+/// Maps and links a new large segment. Lock held.
+unsafe fn new_segment(inner: &mut Inner, a: *mut Arena) -> *mut LargeSeg {
+    // The lock is already held: take the cache directly.
+    let (base, clean) = take_segment_memory(inner);
+    if base.is_null() {
+        return null_mut();
+    }
+    let seg = base as *mut LargeSeg;
+    // SAFETY: base is a fresh 4 MiB mapping; the header is its first page.
+    unsafe {
+        core::ptr::write_bytes(seg as *mut u8, 0, core::mem::size_of::<LargeSeg>());
+        let s = &mut *seg;
+        s.arena = a;
+        s.free_count = NPAGES - 1;
+        s.used[0] = 1;
+        if !clean {
+            s.dirty = [!0; NWORDS];
+        }
+        s.next = inner.large;
+        if !inner.large.is_null() {
+            (*inner.large).prev = seg;
+        }
+        inner.large = seg;
+    }
+    segmap::set(base as usize, Kind::Large);
+    stats::note_segment(1);
+    seg
+}
+
+/// Segment memory from the arena cache or the OS. Lock held.
+fn take_segment_memory(inner: &mut Inner) -> (*mut u8, bool) {
+    arena::take_cached_locked(inner).unwrap_or_else(arena::map_segment)
+}
+
+/// Marks pages `[i, i+n)` as a block; returns its address and whether its
+/// memory is known to be zero. Lock held.
+fn take(s: &mut LargeSeg, i: usize, n: usize) -> (*mut u8, bool) {
+    bitmap::set_range(&mut s.used, i, n, true);
+    bitmap::set_range(&mut s.starts, i, 1, true);
+    bitmap::set_range(&mut s.purge, i, n, false);
+    let clean = bitmap::range_clear(&s.dirty, i, n);
+    bitmap::set_range(&mut s.dirty, i, n, true);
+    for k in i..i + n {
+        s.len[k] = 0;
+    }
+    s.len[i] = n as u16;
+    s.free_count -= n;
+    ((s as *mut LargeSeg as usize + i * os::PAGE) as *mut u8, clean)
+}
+
+/// The segment and page index of `p`, if `p` is page-aligned past the
+/// header.
+fn locate(p: *mut u8) -> Option<(*mut LargeSeg, usize)> {
+    let a = p as usize;
+    let base = a & !(CHUNK - 1);
+    let off = a - base;
+    if off % os::PAGE != 0 || off == 0 {
+        return None;
+    }
+    Some((base as *mut LargeSeg, off / os::PAGE))
+}
+
+/// Why `p` (page `i`) is not a live block start. Lock held.
+fn fault_at(s: &LargeSeg, i: usize, p: *mut u8) -> Fault {
+    if !bitmap::get(&s.used, i) && (s.len[i] != 0 || error::was_freed(p as usize)) {
+        Fault::DoubleFree
+    } else {
+        Fault::Invalid
+    }
+}
+
+/// Frees a large block.
+///
+/// # Safety
+/// The chunk map says `p` lies in a large segment.
+pub unsafe fn free(p: *mut u8, op: Op) {
+    let Some((seg, i)) = locate(p) else {
+        fatal(op, Fault::Invalid, p as usize);
+    };
+    // SAFETY: the chunk map says a large segment is mapped at seg.
+    let arena = unsafe { &*(*seg).arena };
+    let n = arena.with(|inner| {
+        // SAFETY: guarded by the arena lock.
+        let s = unsafe { &mut *seg };
+        if !bitmap::get(&s.starts, i) {
+            fatal(op, fault_at(s, i, p), p as usize);
+        }
+        let n = s.len[i] as usize;
+        bitmap::set_range(&mut s.used, i, n, false);
+        bitmap::set_range(&mut s.starts, i, 1, false);
+        s.free_count += n;
+        error::remember_freed(p as usize);
+        if s.free_count == NPAGES - 1 {
+            // SAFETY: the segment is empty; unlink and release it.
+            unsafe { unlink(inner, seg) };
+            arena::release_locked(inner, seg as *mut u8);
+        } else {
+            schedule_purge(inner, s, i, n);
+        }
+        arena::purge_due_locked(inner, false);
+        n
+    });
+    stats::note_large(-((n * os::PAGE) as isize));
+}
+
+/// Purges freed pages now or marks them for the delayed purge. Lock held.
+fn schedule_purge(inner: &mut Inner, s: &mut LargeSeg, i: usize, n: usize) {
+    let delay = options::purge_delay_ms();
+    if delay == 0 {
+        // SAFETY: the pages are free.
+        unsafe { os::purge((s as *mut LargeSeg as usize + i * os::PAGE) as *mut u8, n * os::PAGE) };
+        bitmap::set_range(&mut s.dirty, i, n, false);
+    } else if delay > 0 {
+        bitmap::set_range(&mut s.purge, i, n, true);
+        s.purge_at = os::now_ms() + delay as u64;
+        if inner.purge_at == 0 {
+            inner.purge_at = s.purge_at;
+        }
+    }
+}
+
+/// Unlinks a large segment from its arena. Lock held.
+unsafe fn unlink(inner: &mut Inner, seg: *mut LargeSeg) {
+    // SAFETY: seg is in the arena's list, guarded by the lock.
+    unsafe {
+        let s = &mut *seg;
+        if s.prev.is_null() {
+            inner.large = s.next;
+        } else {
+            (*s.prev).next = s.next;
+        }
+        if !s.next.is_null() {
+            (*s.next).prev = s.prev;
+        }
+    }
+    segmap::set(seg as usize, Kind::None);
+}
+
+/// Purges due (or all, `force`) free pages of the arena's large segments.
+/// Returns whether anything was purged and the next due time (0: none).
+/// Lock held.
+pub fn purge_due_locked(inner: &mut Inner, now: u64, force: bool) -> (bool, u64) {
+    let mut any = false;
+    let mut next_due = 0u64;
+    let mut seg = inner.large;
+    while !seg.is_null() {
+        // SAFETY: guarded by the arena lock.
+        let s = unsafe { &mut *seg };
+        if s.purge.iter().any(|&w| w != 0) {
+            if force || now >= s.purge_at {
+                let mut i = 0;
+                while let Some(lo) = bitmap::next(&s.purge, i, NPAGES, true) {
+                    let hi = bitmap::next(&s.purge, lo, NPAGES, false).unwrap_or(NPAGES);
+                    // SAFETY: pages in `purge` are free.
+                    unsafe { os::purge((seg as usize + lo * os::PAGE) as *mut u8, (hi - lo) * os::PAGE) };
+                    bitmap::set_range(&mut s.dirty, lo, hi - lo, false);
+                    i = hi;
+                }
+                s.purge = [0; NWORDS];
+                any = true;
+            } else if next_due == 0 || s.purge_at < next_due {
+                next_due = s.purge_at;
+            }
+        }
+        seg = s.next;
+    }
+    (any, next_due)
+}
+
+/// The usable size of the large block at `p`, if it is a live block.
+///
+/// # Safety
+/// The chunk map says `p` lies in a large segment.
+pub unsafe fn usable(p: *mut u8) -> Option<usize> {
+    let (seg, i) = locate(p)?;
+    // SAFETY: the chunk map says a large segment is mapped at seg.
+    let arena = unsafe { &*(*seg).arena };
+    arena.with(|_| {
+        // SAFETY: guarded by the arena lock.
+        let s = unsafe { &*seg };
+        bitmap::get(&s.starts, i).then(|| s.len[i] as usize * os::PAGE)
+    })
+}
+
+/// Grows or shrinks the live large block at `p` in place to `size` bytes.
+/// True on success.
+///
+/// # Safety
+/// `p` is a live large block (validated by the caller).
+pub unsafe fn resize_in_place(p: *mut u8, size: usize) -> bool {
+    if size <= crate::size_class::MEDIUM_MAX || size > LARGE_MAX {
+        return false;
+    }
+    let Some((seg, i)) = locate(p) else {
+        return false;
+    };
+    let want = pages_for(size);
+    // SAFETY: the chunk map says a large segment is mapped at seg.
+    let arena = unsafe { &*(*seg).arena };
+    arena.with(|inner| {
+        // SAFETY: guarded by the arena lock.
+        let s = unsafe { &mut *seg };
+        let n = s.len[i] as usize;
+        if want == n {
+            return true;
+        }
+        if want < n {
+            bitmap::set_range(&mut s.used, i + want, n - want, false);
+            s.free_count += n - want;
+            s.len[i] = want as u16;
+            schedule_purge(inner, s, i + want, n - want);
+            stats::note_large(-(((n - want) * os::PAGE) as isize));
+            return true;
+        }
+        if i + want > NPAGES || !bitmap::range_clear(&s.used, i + n, want - n) {
+            return false;
+        }
+        bitmap::set_range(&mut s.used, i + n, want - n, true);
+        bitmap::set_range(&mut s.purge, i + n, want - n, false);
+        bitmap::set_range(&mut s.dirty, i + n, want - n, true);
+        s.free_count -= want - n;
+        s.len[i] = want as u16;
+        stats::note_large(((want - n) * os::PAGE) as isize);
+        true
+    })
+}

@@ -1,0 +1,175 @@
+//! OS memory: mmap, munmap, madvise, the clock and the CPU count.
+//!
+//! Every call here saves and restores `errno`, so that `free` (which may
+//! purge or unmap) preserves the caller's `errno` as POSIX requires.
+
+use core::ptr::null_mut;
+
+/// The OS page size assumed throughout (x86-64 and most aarch64 Linux).
+pub const PAGE: usize = 4096;
+
+/// Saves errno on creation and restores it on drop.
+struct KeepErrno(i32);
+
+impl KeepErrno {
+    fn new() -> Self {
+        // SAFETY: __errno_location returns this thread's errno slot.
+        KeepErrno(unsafe { *libc::__errno_location() })
+    }
+}
+
+impl Drop for KeepErrno {
+    fn drop(&mut self) {
+        // SAFETY: as above.
+        unsafe { *libc::__errno_location() = self.0 };
+    }
+}
+
+/// Maps `size` bytes of zeroed read-write memory; null on failure.
+pub fn map(size: usize) -> *mut u8 {
+    let _e = KeepErrno::new();
+    // SAFETY: an anonymous private mapping at an address the kernel picks.
+    let p = unsafe {
+        libc::mmap(
+            null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        null_mut()
+    } else {
+        p.cast()
+    }
+}
+
+/// Unmaps a range this module mapped.
+///
+/// # Safety
+/// `[p, p+size)` is a mapping (or part of one) that nothing uses any more.
+pub unsafe fn unmap(p: *mut u8, size: usize) {
+    if size == 0 {
+        return;
+    }
+    let _e = KeepErrno::new();
+    // SAFETY: the caller guarantees the range is ours and unused.
+    unsafe { libc::munmap(p.cast(), size) };
+}
+
+/// Gives the physical pages of a range back to the OS; the range stays
+/// mapped and reads as zero afterwards.
+///
+/// # Safety
+/// `[p, p+size)` is mapped by tinymalloc and holds no live data.
+pub unsafe fn purge(p: *mut u8, size: usize) {
+    if size == 0 {
+        return;
+    }
+    let _e = KeepErrno::new();
+    // SAFETY: the caller guarantees the range is ours and holds nothing.
+    unsafe { libc::madvise(p.cast(), size, libc::MADV_DONTNEED) };
+    crate::stats::note_purge(size);
+}
+
+/// Maps `size` bytes at an address `a` with `a % align == offset % align`,
+/// where `align` is a power of two multiple of [`PAGE`] and `offset` a
+/// multiple of PAGE below `align`. Returns null on failure.
+pub fn map_aligned(size: usize, align: usize, offset: usize) -> *mut u8 {
+    let Some(total) = size.checked_add(align) else {
+        return null_mut();
+    };
+    let base = map(total);
+    if base.is_null() {
+        return base;
+    }
+    let b = base as usize;
+    // First address >= b congruent to `offset` modulo `align`.
+    let start = (b.wrapping_sub(offset).wrapping_add(align - 1) & !(align - 1)).wrapping_add(offset);
+    let start = if start < b { start + align } else { start };
+    let head = start - b;
+    let tail = total - head - size;
+    // SAFETY: head and tail are the unused ends of the mapping just made.
+    unsafe {
+        unmap(base, head);
+        unmap((start + size) as *mut u8, tail);
+    }
+    start as *mut u8
+}
+
+/// Grows or shrinks a mapping in place; true on success.
+///
+/// # Safety
+/// `[p, p+old)` is a whole mapping of tinymalloc's.
+pub unsafe fn remap_in_place(p: *mut u8, old: usize, new: usize) -> bool {
+    let _e = KeepErrno::new();
+    // SAFETY: without MREMAP_MAYMOVE the mapping cannot move.
+    let r = unsafe { libc::mremap(p.cast(), old, new, 0) };
+    r != libc::MAP_FAILED
+}
+
+/// Milliseconds from a monotonic clock (coarse: a vDSO read, no syscall).
+pub fn now_ms() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: ts is a valid out-parameter.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}
+
+/// The number of online CPUs (at least 1). Does not allocate.
+pub fn ncpus() -> usize {
+    let _e = KeepErrno::new();
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    if n < 1 {
+        1
+    } else {
+        n as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aligned_mapping_honours_alignment_and_offset() {
+        for &(align, offset) in &[(1usize << 22, 0usize), (1 << 22, 4096), (1 << 24, 1 << 22)] {
+            let p = map_aligned(1 << 20, align, offset);
+            assert!(!p.is_null());
+            assert_eq!((p as usize) % align, offset);
+            // SAFETY: p maps 1 MiB of read-write memory.
+            unsafe {
+                p.write(7);
+                p.add((1 << 20) - 1).write(9);
+                assert_eq!(p.read(), 7);
+                unmap(p, 1 << 20);
+            }
+        }
+    }
+
+    #[test]
+    fn purge_zeroes_and_keeps_mapping() {
+        let p = map(2 * PAGE);
+        // SAFETY: p maps two pages.
+        unsafe {
+            p.write(42);
+            purge(p, 2 * PAGE);
+            assert_eq!(p.read(), 0);
+            unmap(p, 2 * PAGE);
+        }
+    }
+
+    #[test]
+    fn errno_is_preserved() {
+        // SAFETY: writing this thread's errno.
+        unsafe { *libc::__errno_location() = 1234 };
+        let p = map(PAGE);
+        // SAFETY: p maps one page.
+        unsafe { unmap(p, PAGE) };
+        // SAFETY: reading errno.
+        assert_eq!(unsafe { *libc::__errno_location() }, 1234);
+    }
+}

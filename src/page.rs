@@ -1,0 +1,249 @@
+//! A page: 64 KiB of blocks of one size class, and its two bitmaps.
+//!
+//! ```text
+//!  free  row (64 words, owner-only):  bit = 1  block is free
+//!  xfree row (64 words, atomic)    :  bit = 1  freed by another thread,
+//!                                              not yet collected
+//!  block i is at  start + i * bsize          (i < cap <= 4096)
+//! ```
+//! Both rows live in the segment's metadata pages, never in user memory.
+//!
+//! Invariants (for a page in use, `bsize != 0`):
+//! - a block is free iff its `free` bit is set or its `xfree` bit is set;
+//!   no block has both bits set;
+//! - `used` = cap - (number of set `free` bits) - (set `xfree` bits not yet
+//!   collected) ... i.e. it counts blocks not known free by the owner;
+//! - `cur` points into the `free` row; `word_base` is the address of block
+//!   `64 * (cur - free)`;
+//! - `full` pages are in no heap list; other pages in use are in their
+//!   heap's list for `class` (or, in an abandoned segment, in no list);
+//! - `zero`: no block was freed since the page was set up on zeroed memory,
+//!   so every block handed out is still all zero.
+//! Bits of words at or beyond `cap` are always clear.
+
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Words per bitmap row: 64 KiB / 16 B blocks / 64 bits.
+pub const WORDS: usize = 64;
+
+/// Per-page metadata. Owner-only except where noted.
+#[repr(C)]
+pub struct Page {
+    /// The current word of the free row (alloc fast path).
+    pub cur: *const AtomicU64,
+    /// Address of the first block covered by `*cur`.
+    pub word_base: usize,
+    /// Block size in bytes; 0 when the page is not in use.
+    pub bsize: usize,
+    /// Blocks handed out and not known to be free.
+    pub used: u32,
+    /// Number of blocks in the page.
+    pub cap: u32,
+    /// `size_class::recip(bsize)`: division by multiplication.
+    pub recip: u32,
+    /// Size class (0 when not in use).
+    pub class: u8,
+    /// All blocks were in use at the last look; the page is in no list.
+    pub full: bool,
+    /// No block freed since set-up on zeroed memory.
+    pub zero: bool,
+    /// Address of block 0.
+    pub start: usize,
+    /// The owner's free row (`WORDS` words).
+    pub free: *mut AtomicU64,
+    /// The cross-thread free row (`WORDS` words), written by any thread.
+    pub xfree: *mut AtomicU64,
+    /// Heap list links.
+    pub next: *mut Page,
+    /// Heap list links.
+    pub prev: *mut Page,
+}
+
+impl Page {
+    /// A page descriptor with no blocks.
+    pub const fn empty(zero_word: *const AtomicU64) -> Page {
+        Page {
+            cur: zero_word,
+            word_base: 0,
+            bsize: 0,
+            used: 0,
+            cap: 0,
+            recip: 0,
+            class: 0,
+            full: false,
+            zero: false,
+            start: 0,
+            free: core::ptr::null_mut(),
+            xfree: core::ptr::null_mut(),
+            next: core::ptr::null_mut(),
+            prev: core::ptr::null_mut(),
+        }
+    }
+
+    /// Number of words of the rows in use.
+    #[inline]
+    pub fn nwords(&self) -> usize {
+        (self.cap as usize).div_ceil(64)
+    }
+
+    /// The free-row word `w`.
+    #[inline]
+    pub fn free_word(&self, w: usize) -> &AtomicU64 {
+        // SAFETY: `free` points to WORDS words in the segment metadata,
+        // alive while the segment is mapped; w < WORDS by construction.
+        unsafe { &*self.free.add(w) }
+    }
+
+    /// The xfree-row word `w`.
+    #[inline]
+    pub fn xfree_word(&self, w: usize) -> &AtomicU64 {
+        // SAFETY: as for free_word.
+        unsafe { &*self.xfree.add(w) }
+    }
+
+    /// Sets the page up for blocks of `bsize` bytes (class `class`).
+    pub fn setup(&mut self, class: usize, bsize: usize, zero: bool) {
+        let cap = (crate::segment::PAGE_SIZE / bsize).min(WORDS * 64);
+        self.bsize = bsize;
+        self.cap = cap as u32;
+        self.recip = crate::size_class::recip(bsize);
+        self.class = class as u8;
+        self.used = 0;
+        self.full = false;
+        self.zero = zero;
+        for w in 0..WORDS {
+            let lo = w * 64;
+            let bits = if lo + 64 <= cap {
+                !0u64
+            } else if lo < cap {
+                (1u64 << (cap - lo)) - 1
+            } else {
+                0
+            };
+            self.free_word(w).store(bits, Relaxed);
+            self.xfree_word(w).store(0, Relaxed);
+        }
+        self.cur = self.free;
+        self.word_base = self.start;
+    }
+
+    /// Marks the page unused.
+    pub fn clear(&mut self) {
+        self.bsize = 0;
+        self.cap = 0;
+        self.recip = 0;
+        self.class = 0;
+        self.full = false;
+        self.used = 0;
+    }
+
+    /// Moves `cur` to the next word with a free bit, searching forward from
+    /// the current word and wrapping once. False when the page has no free
+    /// bit in its owner row.
+    pub fn advance(&mut self) -> bool {
+        let n = self.nwords();
+        // SAFETY: cur points into the free row.
+        let at = unsafe { self.cur.offset_from(self.free) } as usize;
+        for k in 1..=n {
+            let w = (at + k) % n;
+            if self.free_word(w).load(Relaxed) != 0 {
+                self.cur = self.free_word(w);
+                self.word_base = self.start + w * 64 * self.bsize;
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Moves cross-thread frees into the free row; returns how many blocks
+    /// were collected, or the index of a block found freed twice.
+    pub fn collect(&mut self) -> Result<u32, usize> {
+        let mut n = 0;
+        for w in 0..self.nwords() {
+            let x = self.xfree_word(w);
+            if x.load(Relaxed) == 0 {
+                continue;
+            }
+            let bits = x.swap(0, core::sync::atomic::Ordering::Acquire);
+            let f = self.free_word(w).load(Relaxed);
+            if f & bits != 0 {
+                return Err(w * 64 + (f & bits).trailing_zeros() as usize);
+            }
+            self.free_word(w).store(f | bits, Relaxed);
+            n += bits.count_ones();
+        }
+        if n > 0 {
+            self.used -= n;
+            self.zero = false;
+        }
+        Ok(n)
+    }
+
+    /// The index of the block at `p`, if `p` is exactly a block start.
+    #[inline(always)]
+    pub fn block_index(&self, p: usize) -> Option<usize> {
+        let off = p.wrapping_sub(self.start);
+        if off >= crate::segment::PAGE_SIZE {
+            return None;
+        }
+        let i = ((off as u64 * self.recip as u64) >> 32) as usize;
+        if i < self.cap as usize && i * self.bsize == off {
+            Some(i)
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page_with_rows(rows: &mut [AtomicU64], bsize: usize) -> Page {
+        let (f, x) = rows.split_at_mut(WORDS);
+        let mut p = Page::empty(core::ptr::null());
+        p.free = f.as_mut_ptr();
+        p.xfree = x.as_mut_ptr();
+        p.start = 1 << 16;
+        p.setup(crate::size_class::class_of(bsize), bsize, true);
+        p
+    }
+
+    #[test]
+    fn setup_marks_exactly_cap_blocks_free() {
+        let mut rows: Vec<AtomicU64> = (0..2 * WORDS).map(|_| AtomicU64::new(!0)).collect();
+        for bsize in [16, 48, 80, 1280, 32768] {
+            let p = page_with_rows(&mut rows, bsize);
+            let total: u32 = (0..WORDS).map(|w| p.free_word(w).load(Relaxed).count_ones()).sum();
+            assert_eq!(total as usize, (65536 / bsize).min(4096));
+            assert_eq!(total, p.cap);
+            assert!((0..WORDS).all(|w| p.xfree_word(w).load(Relaxed) == 0));
+        }
+    }
+
+    #[test]
+    fn block_index_rejects_interior_and_out_of_range_pointers() {
+        let mut rows: Vec<AtomicU64> = (0..2 * WORDS).map(|_| AtomicU64::new(0)).collect();
+        let p = page_with_rows(&mut rows, 80);
+        assert_eq!(p.block_index(p.start), Some(0));
+        assert_eq!(p.block_index(p.start + 80 * 7), Some(7));
+        assert_eq!(p.block_index(p.start + 80 * 7 + 16), None);
+        assert_eq!(p.block_index(p.start + 80 * p.cap as usize), None);
+        assert_eq!(p.block_index(p.start - 16), None);
+    }
+
+    #[test]
+    fn collect_moves_cross_frees_and_catches_double_frees() {
+        let mut rows: Vec<AtomicU64> = (0..2 * WORDS).map(|_| AtomicU64::new(0)).collect();
+        let mut p = page_with_rows(&mut rows, 1024);
+        // Hand out all 64 blocks.
+        p.free_word(0).store(0, Relaxed);
+        p.used = 64;
+        p.xfree_word(0).store(0b1010, Relaxed);
+        assert_eq!(p.collect(), Ok(2));
+        assert_eq!(p.used, 62);
+        assert_eq!(p.free_word(0).load(Relaxed), 0b1010);
+        p.xfree_word(0).store(0b1000, Relaxed);
+        assert_eq!(p.collect(), Err(3));
+    }
+}

@@ -1,0 +1,103 @@
+//! The chunk map: one byte per 4 MiB chunk of the 47-bit user address space
+//! (32 MiB of zero-initialised `.bss`; the OS backs only the parts touched,
+//! one 4 KiB page of map per 16 GiB of address space in use).
+//!
+//! It answers "what does tinymalloc have at this address?" in one load,
+//! without reading memory tinymalloc might not own:
+//!
+//! ```text
+//!  addr >> 22 ──> MAP[..] = None  : not tinymalloc's (stack, static, foreign)
+//!                          Small : a small segment starts at addr & !(4 MiB-1)
+//!                          Large : a large segment starts there
+//!                          Huge  : a huge block's header starts there
+//! ```
+//! Invariant: an entry is non-None exactly while the segment or huge
+//! mapping starting at that chunk is mapped and owned by tinymalloc.
+
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicU8, Ordering};
+
+/// log2 of the chunk (and segment) size.
+pub const CHUNK_SHIFT: usize = 22;
+/// Chunk and segment size: 4 MiB.
+pub const CHUNK: usize = 1 << CHUNK_SHIFT;
+/// Number of chunks covered: 2^47 bytes of user address space.
+const ENTRIES: usize = 1 << (47 - CHUNK_SHIFT);
+
+/// What a chunk holds.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub enum Kind {
+    /// Nothing of tinymalloc's.
+    None = 0,
+    /// The start of a small segment (size-class pages).
+    Small = 1,
+    /// The start of a large segment (page runs).
+    Large = 2,
+    /// The first chunk of a huge block's mapping (holding its header).
+    Huge = 3,
+}
+
+struct Map(UnsafeCell<[u8; ENTRIES]>);
+
+// SAFETY: every access goes through AtomicU8 views of the bytes.
+unsafe impl Sync for Map {}
+
+static MAP: Map = Map(UnsafeCell::new([0; ENTRIES]));
+
+#[inline(always)]
+fn entry(i: usize) -> &'static AtomicU8 {
+    // SAFETY: i < ENTRIES (checked by callers); the byte lives for the whole
+    // program and is only ever accessed atomically.
+    unsafe { AtomicU8::from_ptr((MAP.0.get() as *mut u8).add(i)) }
+}
+
+/// The kind of the chunk holding `addr` (None outside the address space).
+#[inline(always)]
+pub fn kind_of(addr: usize) -> Kind {
+    let i = addr >> CHUNK_SHIFT;
+    if i >= ENTRIES {
+        return Kind::None;
+    }
+    match entry(i).load(Ordering::Relaxed) {
+        1 => Kind::Small,
+        2 => Kind::Large,
+        3 => Kind::Huge,
+        _ => Kind::None,
+    }
+}
+
+/// Records that the chunk starting at `base` now holds `kind`.
+pub fn set(base: usize, kind: Kind) {
+    let i = base >> CHUNK_SHIFT;
+    if i < ENTRIES {
+        entry(i).store(kind as u8, Ordering::Release);
+    }
+}
+
+/// True when `addr` can be recorded in the map (user half, 47 bits).
+pub fn in_range(addr: usize) -> bool {
+    (addr >> CHUNK_SHIFT) < ENTRIES
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn foreign_addresses_are_none() {
+        let local = 5u64;
+        assert_eq!(kind_of(&local as *const u64 as usize), Kind::None);
+        assert_eq!(kind_of(usize::MAX), Kind::None);
+        assert_eq!(kind_of(0), Kind::None);
+    }
+
+    #[test]
+    fn set_and_clear() {
+        let base = 0x1234usize << CHUNK_SHIFT;
+        set(base, Kind::Large);
+        assert_eq!(kind_of(base + 12345), Kind::Large);
+        set(base, Kind::None);
+        assert_eq!(kind_of(base), Kind::None);
+    }
+}

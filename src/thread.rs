@@ -1,0 +1,152 @@
+//! Threads: the TLS heap pointer, heap set-up on a thread's first
+//! allocation, heap hand-back at thread exit, one-time global
+//! initialisation, the heap pool and fork safety.
+//!
+//! Traps avoided: the TLS slot is a const-initialised `Cell` of a raw
+//! pointer (no destructor registered through `__cxa_thread_atexit`, which
+//! allocates); thread exit is caught with a pthread key, created once
+//! before any heap exists; initialisation allocates nothing, and what may
+//! allocate (`pthread_setspecific` past 32 keys, `pthread_atfork`) runs
+//! after this thread's heap is in place, so re-entry finds it.
+
+use crate::heap::{self, empty_heap, Heap};
+use crate::sync::SpinLock;
+use crate::{arena, options, os, stats};
+use core::cell::{Cell, UnsafeCell};
+use core::ptr::null_mut;
+use core::sync::atomic::{AtomicU8, Ordering};
+
+thread_local! {
+    static HEAP: Cell<*mut Heap> = const { Cell::new(empty_heap()) };
+}
+
+/// The calling thread's heap, or the sentinel heap before its first
+/// allocation (one TLS load).
+#[inline(always)]
+pub fn heap() -> *mut Heap {
+    HEAP.get()
+}
+
+struct Global<T>(UnsafeCell<T>);
+// SAFETY: guarded by INIT (the key) or POOL_LOCK (the pool).
+unsafe impl<T> Sync for Global<T> {}
+
+static INIT: AtomicU8 = AtomicU8::new(0);
+static KEY: Global<libc::pthread_key_t> = Global(UnsafeCell::new(0));
+static POOL_LOCK: SpinLock = SpinLock::new();
+static POOL: Global<*mut Heap> = Global(UnsafeCell::new(null_mut()));
+
+/// Runs the one-time global set-up (options, arenas, the exit key).
+pub fn global_init() {
+    if INIT.load(Ordering::Acquire) == 2 {
+        return;
+    }
+    if INIT.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+        options::init();
+        arena::init();
+        // SAFETY: KEY is written once, here, before INIT becomes 2.
+        unsafe { libc::pthread_key_create(KEY.0.get(), Some(thread_done)) };
+        INIT.store(2, Ordering::Release);
+        // SAFETY: the handlers only take and release tinymalloc's locks.
+        unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
+        stats::register_exit_report();
+    } else {
+        while INIT.load(Ordering::Acquire) != 2 {
+            core::hint::spin_loop();
+        }
+    }
+}
+
+/// Gives the calling thread a heap (its first allocation). Null when no
+/// memory can be had for it.
+#[cold]
+pub fn init_heap() -> *mut Heap {
+    global_init();
+    // Set-up above may have re-entered malloc and made our heap already.
+    let h = heap();
+    if h != empty_heap() {
+        return h;
+    }
+    let h = pool_take();
+    if h.is_null() {
+        return h;
+    }
+    // SAFETY: h came from the pool and is ours alone.
+    unsafe { heap::setup(h, arena::assign()) };
+    HEAP.set(h);
+    stats::note_thread(1);
+    // SAFETY: KEY was created by global_init. This may allocate (keys past
+    // 32), which now finds the heap just installed.
+    unsafe { libc::pthread_setspecific(*KEY.0.get(), h.cast()) };
+    h
+}
+
+/// The pthread key destructor: the thread is exiting.
+extern "C" fn thread_done(arg: *mut libc::c_void) {
+    let h = arg as *mut Heap;
+    if h.is_null() {
+        return;
+    }
+    HEAP.set(empty_heap());
+    // SAFETY: h was this thread's heap; nothing uses it any more.
+    unsafe { heap::abandon(h) };
+    pool_put(h);
+    stats::note_thread(-1);
+}
+
+/// Takes a heap from the pool, mapping a new batch when it is empty.
+fn pool_take() -> *mut Heap {
+    POOL_LOCK.lock();
+    // SAFETY: POOL is guarded by POOL_LOCK.
+    let head = unsafe { &mut *POOL.0.get() };
+    if head.is_null() {
+        const BATCH: usize = 64 * 1024;
+        let chunk = os::map(BATCH);
+        if !chunk.is_null() {
+            crate::stats::note_reserved(BATCH as isize);
+            let n = BATCH / core::mem::size_of::<Heap>();
+            for i in 0..n {
+                let h = (chunk as usize + i * core::mem::size_of::<Heap>()) as *mut Heap;
+                // SAFETY: h is a fresh, aligned, zeroed slot in the chunk.
+                unsafe {
+                    h.write(Heap::new());
+                    (*h).pool_next = *head;
+                }
+                *head = h;
+            }
+        }
+    }
+    let h = *head;
+    if !h.is_null() {
+        // SAFETY: h is a pooled heap.
+        *head = unsafe { (*h).pool_next };
+    }
+    POOL_LOCK.unlock();
+    h
+}
+
+/// Returns a heap to the pool (it is never unmapped).
+fn pool_put(h: *mut Heap) {
+    POOL_LOCK.lock();
+    // SAFETY: POOL is guarded by POOL_LOCK; h is unused.
+    unsafe {
+        (*h).pool_next = *POOL.0.get();
+        *POOL.0.get() = h;
+    }
+    POOL_LOCK.unlock();
+}
+
+extern "C" fn fork_prepare() {
+    arena::lock_all();
+    POOL_LOCK.lock();
+}
+
+extern "C" fn fork_parent() {
+    POOL_LOCK.unlock();
+    arena::unlock_all();
+}
+
+extern "C" fn fork_child() {
+    POOL_LOCK.reset();
+    arena::reset_all();
+}
