@@ -30,7 +30,8 @@ const CACHE_SLOTS: usize = 4;
 pub struct Inner {
     abandoned: *mut Segment,
     cache: [*mut u8; CACHE_SLOTS],
-    cache_clean: [bool; CACHE_SLOTS],
+    /// 0 when purged (known zero), else when the entry is due for a purge.
+    cache_due: [u64; CACHE_SLOTS],
     ncache: usize,
     /// Earliest time something of this arena is due to be purged (0: none).
     pub purge_at: u64,
@@ -57,7 +58,7 @@ impl Arena {
             inner: UnsafeCell::new(Inner {
                 abandoned: null_mut(),
                 cache: [null_mut(); CACHE_SLOTS],
-                cache_clean: [false; CACHE_SLOTS],
+                cache_due: [0; CACHE_SLOTS],
                 ncache: 0,
                 purge_at: 0,
                 large: null_mut(),
@@ -114,7 +115,7 @@ pub fn take_cached_locked(inner: &mut Inner) -> Option<(*mut u8, bool)> {
         return None;
     }
     inner.ncache -= 1;
-    Some((inner.cache[inner.ncache], inner.cache_clean[inner.ncache]))
+    Some((inner.cache[inner.ncache], inner.cache_due[inner.ncache] == 0))
 }
 
 /// Maps a new 4 MiB-aligned segment from the OS (null when refused).
@@ -138,15 +139,19 @@ pub fn release_locked(inner: &mut Inner, base: *mut u8) {
     stats::note_segment(-1);
     if inner.ncache < CACHE_SLOTS {
         let delay = options::purge_delay_ms();
-        let clean = delay == 0;
-        if clean {
+        let due = match delay {
+            0 => 0,
+            d if d < 0 => u64::MAX,
+            d => os::now_ms() + d as u64,
+        };
+        if due == 0 {
             // SAFETY: the segment is empty; nobody uses its memory.
             unsafe { os::purge(base, CHUNK) };
-        } else if delay > 0 && inner.purge_at == 0 {
-            inner.purge_at = os::now_ms() + delay as u64;
+        } else if delay > 0 && (inner.purge_at == 0 || due < inner.purge_at) {
+            inner.purge_at = due;
         }
         inner.cache[inner.ncache] = base;
-        inner.cache_clean[inner.ncache] = clean;
+        inner.cache_due[inner.ncache] = due;
         inner.ncache += 1;
     } else {
         // SAFETY: the segment is empty and no longer in the chunk map.
@@ -179,24 +184,35 @@ pub fn purge_due_locked(inner: &mut Inner, force: bool) -> bool {
         return false;
     }
     let mut any = false;
+    let mut next_due = 0u64;
     for i in 0..inner.ncache {
-        if !inner.cache_clean[i] {
+        let due = inner.cache_due[i];
+        if due != 0 && (force || due <= now) {
             // SAFETY: cached segments hold no data.
             unsafe { os::purge(inner.cache[i], CHUNK) };
-            inner.cache_clean[i] = true;
+            inner.cache_due[i] = 0;
             any = true;
+        } else if due != 0 && due != u64::MAX && (next_due == 0 || due < next_due) {
+            next_due = due;
         }
     }
     let mut seg = inner.abandoned;
     while !seg.is_null() {
         // SAFETY: abandoned segments are guarded by this lock.
         unsafe {
-            any |= segment::purge_due(seg, now, true) > 0;
+            any |= segment::purge_due(seg, now, force) > 0;
+            let due = (*seg).purge_at;
+            if (*seg).purge_pages != 0 && (next_due == 0 || due < next_due) {
+                next_due = due;
+            }
             seg = (*seg).next;
         }
     }
-    let (large_any, next_due) = crate::large::purge_due_locked(inner, now, force);
-    inner.purge_at = next_due;
+    let (large_any, large_due) = crate::large::purge_due_locked(inner, now, force);
+    inner.purge_at = match (next_due, large_due) {
+        (0, d) | (d, 0) => d,
+        (a, b) => a.min(b),
+    };
     any | large_any
 }
 
@@ -336,7 +352,7 @@ pub fn trim_all() -> bool {
             purge_due_locked(inner, true)
         });
     }
-    any
+    any | crate::huge::trim(true)
 }
 
 /// Counts for statistics: (cached segments, abandoned segments).

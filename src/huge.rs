@@ -14,8 +14,136 @@
 
 use crate::error::{self, fatal, Fault, Op};
 use crate::segmap::{self, Kind, CHUNK};
-use crate::{os, stats};
+use crate::sync::SpinLock;
+use crate::{options, os, stats};
+use core::cell::UnsafeCell;
 use core::ptr::null_mut;
+
+/// Recently freed huge mappings kept for reuse (a program that frees and
+/// allocates big buffers in a loop then neither remaps nor refaults them);
+/// purged after the purge delay, at most `CACHE_BYTES` in all.
+///
+/// Invariant: each entry is a whole, chunk-aligned mapping of ours that no
+/// block uses and the chunk map does not name; guarded by `CACHE_LOCK`.
+struct Cache {
+    base: [usize; CACHE_SLOTS],
+    len: [usize; CACHE_SLOTS],
+    /// 0 when purged (known zero), else when the entry is due to be purged.
+    due: [u64; CACHE_SLOTS],
+    n: usize,
+    bytes: usize,
+}
+
+const CACHE_SLOTS: usize = 8;
+const CACHE_BYTES: usize = 64 << 20;
+const CACHE_ENTRY_MAX: usize = 32 << 20;
+
+struct CacheCell(UnsafeCell<Cache>);
+// SAFETY: only accessed with CACHE_LOCK held.
+unsafe impl Sync for CacheCell {}
+
+static CACHE_LOCK: SpinLock = SpinLock::new();
+static CACHE: CacheCell = CacheCell(UnsafeCell::new(Cache {
+    base: [0; CACHE_SLOTS],
+    len: [0; CACHE_SLOTS],
+    due: [0; CACHE_SLOTS],
+    n: 0,
+    bytes: 0,
+}));
+
+fn with_cache<R>(f: impl FnOnce(&mut Cache) -> R) -> R {
+    CACHE_LOCK.lock();
+    // SAFETY: the lock is held.
+    let r = f(unsafe { &mut *CACHE.0.get() });
+    CACHE_LOCK.unlock();
+    r
+}
+
+impl Cache {
+    fn remove(&mut self, i: usize) -> (usize, usize, bool) {
+        let e = (self.base[i], self.len[i], self.due[i] == 0);
+        // Keep the order (oldest first) for eviction.
+        self.base.copy_within(i + 1..self.n, i);
+        self.len.copy_within(i + 1..self.n, i);
+        self.due.copy_within(i + 1..self.n, i);
+        self.n -= 1;
+        self.bytes -= e.1;
+        e
+    }
+
+    /// Purges the entries that are due (or all, `force`); true if any was.
+    fn purge(&mut self, force: bool) -> bool {
+        let now = if force { u64::MAX } else { os::now_ms() };
+        let mut any = false;
+        for i in 0..self.n {
+            if self.due[i] != 0 && self.due[i] <= now {
+                // SAFETY: cached mappings hold no live data.
+                unsafe { os::purge(self.base[i] as *mut u8, self.len[i]) };
+                self.due[i] = 0;
+                any = true;
+            }
+        }
+        any
+    }
+}
+
+/// Takes a cached mapping of at least `len` bytes (at most twice that:
+/// the rest serves later growth in place); returns its base, its length
+/// and whether it is known zero.
+fn cache_take(len: usize) -> Option<(*mut u8, usize, bool)> {
+    let (base, have, clean) = with_cache(|c| {
+        c.purge(false);
+        let best = (0..c.n).filter(|&i| c.len[i] >= len && c.len[i] / 2 <= len)
+            // Best fit; among equals the newest, still warm in memory.
+            .min_by_key(|&i| (c.len[i], usize::MAX - i))?;
+        Some(c.remove(best))
+    })?;
+    Some((base as *mut u8, have, clean))
+}
+
+/// Keeps a freed mapping for reuse, evicting the oldest entries to make
+/// room; false when it is too big to keep.
+fn cache_put(base: *mut u8, len: usize) -> bool {
+    if len > CACHE_ENTRY_MAX {
+        return false;
+    }
+    let delay = options::purge_delay_ms();
+    let mut evicted = [(0usize, 0usize); CACHE_SLOTS];
+    let nevicted = with_cache(|c| {
+        let mut k = 0;
+        while c.n == CACHE_SLOTS || c.bytes + len > CACHE_BYTES {
+            let (b, l, _) = c.remove(0);
+            evicted[k] = (b, l);
+            k += 1;
+        }
+        if delay == 0 {
+            // SAFETY: the mapping holds no live data.
+            unsafe { os::purge(base, len) };
+        }
+        c.base[c.n] = base as usize;
+        c.len[c.n] = len;
+        c.due[c.n] = match delay {
+            0 => 0,
+            d if d < 0 => u64::MAX,
+            d => os::now_ms() + d as u64,
+        };
+        c.n += 1;
+        c.bytes += len;
+        c.purge(false);
+        k
+    });
+    for &(b, l) in &evicted[..nevicted] {
+        // SAFETY: evicted from the cache: unused and unnamed.
+        unsafe { os::unmap(b as *mut u8, l) };
+        stats::note_reserved(-(l as isize));
+    }
+    true
+}
+
+/// Purges (`force`: all, else what is due) the cached huge mappings.
+pub fn trim(force: bool) -> bool {
+    with_cache(|c| c.purge(force))
+}
 
 /// The header in the mapping's first page.
 #[repr(C)]
@@ -23,6 +151,29 @@ struct Header {
     block: usize,
     usable: usize,
     map_len: usize,
+    align: usize,
+}
+
+/// Where a block of `align` sits in its mapping: (offset of the block,
+/// alignment of the mapping, offset modulo that alignment).
+fn layout(align: usize) -> (usize, usize, usize) {
+    if align < CHUNK {
+        (align.max(os::PAGE), CHUNK, 0)
+    } else {
+        (CHUNK, align, align - CHUNK)
+    }
+}
+
+/// A mapping length with up to 1/16 of slack.
+fn with_slack(len: usize) -> usize {
+    let grain = (len.next_power_of_two() / 16).max(os::PAGE);
+    (len + grain - 1) & !(grain - 1)
+}
+
+/// `size` rounded up to whole pages (at least one); None on overflow.
+fn round(size: usize) -> Option<usize> {
+    let r = size.checked_add(os::PAGE - 1)? & !(os::PAGE - 1);
+    (r <= isize::MAX as usize / 2).then_some(r.max(os::PAGE))
 }
 
 /// Maps a huge block of `size` bytes aligned to `align` (power of two);
@@ -30,36 +181,39 @@ struct Header {
 ///
 /// # Safety
 /// Always safe to call.
-pub unsafe fn alloc(size: usize, align: usize, _zero: bool) -> *mut u8 {
-    let Some(usable) = size.checked_add(os::PAGE - 1).map(|s| s & !(os::PAGE - 1)) else {
+pub unsafe fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
+    let Some(usable) = round(size) else {
         return null_mut();
     };
-    let usable = usable.max(os::PAGE);
-    let (off, map_align, map_off) = if align < CHUNK {
-        (align.max(os::PAGE), CHUNK, 0)
-    } else {
-        (CHUNK, align, align - CHUNK)
+    let (off, map_align, map_off) = layout(align);
+    // Map with up to 1/16 of slack (address space only, never touched
+    // unless used) so that a slightly bigger block later reuses this
+    // mapping from the cache, or grows into it in place.
+    let len = with_slack(usable + off);
+    let (c, len, clean) = match cache_take(usable + off).filter(|_| align < CHUNK) {
+        Some(hit) => hit,
+        None => {
+            let c = os::map_aligned(len, map_align, map_off);
+            if c.is_null() {
+                return null_mut();
+            }
+            if !segmap::in_range(c as usize + len) {
+                // SAFETY: just mapped, unused.
+                unsafe { os::unmap(c, len) };
+                return null_mut();
+            }
+            stats::note_reserved(len as isize);
+            (c, len, true)
+        }
     };
-    let Some(len) = usable.checked_add(off) else {
-        return null_mut();
-    };
-    if len > isize::MAX as usize / 2 {
-        return null_mut();
-    }
-    let c = os::map_aligned(len, map_align, map_off);
-    if c.is_null() {
-        return null_mut();
-    }
-    if !segmap::in_range(c as usize + len) {
-        // SAFETY: just mapped, unused.
-        unsafe { os::unmap(c, len) };
-        return null_mut();
-    }
     let b = c as usize + off;
+    if zero && !clean {
+        // SAFETY: the block's pages are mapped and ours.
+        unsafe { core::ptr::write_bytes(b as *mut u8, 0, size) };
+    }
     // SAFETY: the header page is the mapping's first page, ours alone.
-    unsafe { (c as *mut Header).write(Header { block: b, usable, map_len: len }) };
+    unsafe { (c as *mut Header).write(Header { block: b, usable, map_len: len, align }) };
     segmap::set(c as usize, Kind::Huge);
-    stats::note_reserved(len as isize);
     stats::note_huge(usable as isize);
     b as *mut u8
 }
@@ -86,13 +240,16 @@ pub unsafe fn free(p: *mut u8, op: Op) {
         fatal(op, fault, p as usize);
     };
     // SAFETY: h is a live huge header.
-    let (usable, len) = unsafe { ((*h).usable, (*h).map_len) };
+    let (usable, len, align) = unsafe { ((*h).usable, (*h).map_len, (*h).align) };
     segmap::set(h as usize, Kind::None);
     error::remember_freed(p as usize);
+    stats::note_huge(-(usable as isize));
+    if align < CHUNK && cache_put(h as *mut u8, len) {
+        return;
+    }
     // SAFETY: the whole mapping is the block's, now free.
     unsafe { os::unmap(h as *mut u8, len) };
     stats::note_reserved(-(len as isize));
-    stats::note_huge(-(usable as isize));
 }
 
 /// The usable size of the huge block at `p`, if it is one.
@@ -115,7 +272,7 @@ pub unsafe fn resize_in_place(p: *mut u8, size: usize) -> bool {
     if size <= crate::large::LARGE_MAX {
         return false;
     }
-    let Some(usable) = size.checked_add(os::PAGE - 1).map(|s| s & !(os::PAGE - 1)) else {
+    let Some(usable) = round(size) else {
         return false;
     };
     // SAFETY: h is a live huge header.
@@ -126,6 +283,12 @@ pub unsafe fn resize_in_place(p: *mut u8, size: usize) -> bool {
         if usable < old_usable / 2 {
             return false; // much smaller: let realloc move it to a fitting block
         }
+        if new_len <= (*h).map_len && new_len * 2 >= (*h).map_len {
+            // The mapping already covers it (room left by a cached reuse).
+            stats::note_huge(usable as isize - old_usable as isize);
+            (*h).usable = usable;
+            return true;
+        }
         if !os::remap_in_place(h as *mut u8, (*h).map_len, new_len) {
             return false;
         }
@@ -135,4 +298,48 @@ pub unsafe fn resize_in_place(p: *mut u8, size: usize) -> bool {
         (*h).usable = usable;
     }
     true
+}
+
+/// Moves the huge block at `p` to a new mapping of `size` bytes without
+/// copying (mremap moves the pages). Returns the new address, or null when
+/// the OS refuses (the block is then untouched).
+///
+/// # Safety
+/// `p` is a validated live huge block.
+pub unsafe fn realloc_move(p: *mut u8, size: usize) -> *mut u8 {
+    let (Some(h), Some(usable)) = (header_of(p), round(size)) else {
+        return null_mut();
+    };
+    // SAFETY: h is a live huge header.
+    let (align, old_len, old_usable) = unsafe { ((*h).align, (*h).map_len, (*h).usable) };
+    let (off, map_align, map_off) = layout(align);
+    let len = with_slack(usable + off);
+    let target = os::map_aligned(len, map_align, map_off);
+    if target.is_null() || !segmap::in_range(target as usize + len) {
+        if !target.is_null() {
+            // SAFETY: just mapped, unused.
+            unsafe { os::unmap(target, len) };
+        }
+        return null_mut();
+    }
+    // SAFETY: `h` is our whole mapping; `target` is a mapping of ours that
+    // the move replaces.
+    if !unsafe { os::remap_to(h as *mut u8, old_len, len, target) } {
+        // SAFETY: the reservation is unused.
+        unsafe { os::unmap(target, len) };
+        return null_mut();
+    }
+    segmap::set(h as usize, Kind::None);
+    let nh = target as *mut Header;
+    let b = target as usize + off;
+    // SAFETY: the header moved with the mapping.
+    unsafe {
+        (*nh).block = b;
+        (*nh).usable = usable;
+        (*nh).map_len = len;
+    }
+    segmap::set(target as usize, Kind::Huge);
+    stats::note_reserved(len as isize - old_len as isize);
+    stats::note_huge(usable as isize - old_usable as isize);
+    b as *mut u8
 }

@@ -110,6 +110,20 @@ pub unsafe fn remap_in_place(p: *mut u8, old: usize, new: usize) -> bool {
     r != libc::MAP_FAILED
 }
 
+/// Moves the mapping `[p, p+old)` to `target` with size `new`, replacing
+/// whatever `target` mapped; the pages move without copying. True on
+/// success.
+///
+/// # Safety
+/// `[p, p+old)` is a whole mapping of tinymalloc's; `[target, target+new)`
+/// is a mapping of tinymalloc's that nothing uses.
+pub unsafe fn remap_to(p: *mut u8, old: usize, new: usize, target: *mut u8) -> bool {
+    let _e = KeepErrno::new();
+    // SAFETY: as the caller guarantees.
+    let r = unsafe { libc::mremap(p.cast(), old, new, libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED, target) };
+    r != libc::MAP_FAILED
+}
+
 /// Milliseconds from a monotonic clock (coarse: a vDSO read, no syscall).
 pub fn now_ms() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };

@@ -181,6 +181,14 @@ pub unsafe fn realloc_aligned(p: *mut u8, size: usize, align: usize) -> *mut u8 
         if done {
             return p;
         }
+        if kind != Kind::Small && kind != Kind::Large && size > crate::large::LARGE_MAX {
+            // A huge block growing or shrinking: move its pages, no copy.
+            // SAFETY: p is a validated live huge block.
+            let q = unsafe { huge::realloc_move(p, size) };
+            if !q.is_null() {
+                return q;
+            }
+        }
     }
     // SAFETY: a fresh allocation.
     let q = unsafe { malloc_aligned(size, align) };
