@@ -365,23 +365,9 @@ pub fn counts() -> (usize, usize) {
     c
 }
 
-/// Fork: take every arena lock (prepare).
-pub fn lock_all() {
+/// Fork: applies `phase` to every arena lock.
+pub fn fork_locks(phase: crate::sync::ForkPhase) {
     for a in &ARENAS {
-        a.lock.lock();
-    }
-}
-
-/// Fork: release every arena lock (parent).
-pub fn unlock_all() {
-    for a in &ARENAS {
-        a.lock.unlock();
-    }
-}
-
-/// Fork: the child has one thread; force every arena lock open.
-pub fn reset_all() {
-    for a in &ARENAS {
-        a.lock.reset();
+        phase.apply(&a.lock);
     }
 }

@@ -218,6 +218,8 @@ unsafe fn take_block(page: *mut Page) -> *mut u8 {
 #[cold]
 #[inline(never)]
 unsafe fn alloc_slow(h: *mut Heap, cls: usize) -> *mut u8 {
+    // Size 0 arrives as class 0 (always the sentinel): serve it as class 1.
+    let cls = cls.max(1);
     let h = if h == empty_heap() {
         let h = thread::init_heap();
         if h.is_null() {

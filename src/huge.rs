@@ -140,6 +140,11 @@ fn cache_put(base: *mut u8, len: usize) -> bool {
     true
 }
 
+/// Fork support: the cache lock is taken before fork and released after.
+pub fn fork_lock(phase: crate::sync::ForkPhase) {
+    phase.apply(&CACHE_LOCK);
+}
+
 /// Purges (`force`: all, else what is due) the cached huge mappings.
 pub fn trim(force: bool) -> bool {
     with_cache(|c| c.purge(force))

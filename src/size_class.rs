@@ -28,12 +28,14 @@ pub const fn class_size(c: usize) -> usize {
     }
 }
 
-/// The class serving `size` bytes; `size <= MEDIUM_MAX`. Size 0 is class 1.
+/// The class serving `size` bytes; `size <= MEDIUM_MAX`. Size 0 gives
+/// class 0, whose page is always the sentinel: the heap's slow path serves
+/// it as class 1 (so the fast path needs no zero test).
 #[inline(always)]
 pub fn class_of(size: usize) -> usize {
     if size <= SMALL_MAX {
-        // Small: one add and one shift (size 0 -> class 1).
-        ((size + 15) >> 4) | (size == 0) as usize
+        // Small: one add and one shift.
+        (size + 15) >> 4
     } else {
         let s = size - 1;
         let k = (usize::BITS - 1 - s.leading_zeros()) as usize; // floor(log2 s) >= 6
@@ -84,8 +86,8 @@ mod tests {
     #[test]
     fn class_of_is_the_smallest_fit_with_bounded_waste() {
         for size in 0..=MEDIUM_MAX {
-            let c = class_of(size);
-            assert!(c >= 1 && c < NUM_CLASSES);
+            let c = class_of(size).max(1);
+            assert!(c < NUM_CLASSES);
             assert!(class_size(c) >= size, "size {size}");
             assert!(c == 1 || class_size(c - 1) < size, "size {size} not smallest");
             if size > SMALL_MAX {

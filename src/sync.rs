@@ -65,6 +65,28 @@ impl SpinLock {
     }
 }
 
+/// The three moments of a fork, for locks that must not be held across it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum ForkPhase {
+    /// Before fork: take the lock.
+    Prepare,
+    /// After fork, in the parent: release it.
+    Parent,
+    /// After fork, in the child: the holder is gone; force it open.
+    Child,
+}
+
+impl ForkPhase {
+    /// Applies this phase to `lock`.
+    pub fn apply(self, lock: &SpinLock) {
+        match self {
+            ForkPhase::Prepare => lock.lock(),
+            ForkPhase::Parent => lock.unlock(),
+            ForkPhase::Child => lock.reset(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

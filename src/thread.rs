@@ -10,21 +10,99 @@
 //! after this thread's heap is in place, so re-entry finds it.
 
 use crate::heap::{self, empty_heap, Heap};
-use crate::sync::SpinLock;
+use crate::sync::{ForkPhase, SpinLock};
 use crate::{arena, options, os, stats};
-use core::cell::{Cell, UnsafeCell};
+use core::cell::UnsafeCell;
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicU8, Ordering};
 
-thread_local! {
-    static HEAP: Cell<*mut Heap> = const { Cell::new(empty_heap()) };
+/// The TLS slot holds `heap - empty_heap()`, so that its zero initial value
+/// means "the sentinel heap" and no thread needs set-up before its first
+/// allocation.
+///
+/// On x86-64 Linux the slot is an initial-exec TLS variable defined here in
+/// assembly: reaching it is one `fs:`-relative load, with no
+/// `__tls_get_addr` call even inside `libtinymalloc.so` (stable Rust cannot
+/// choose a TLS model for `thread_local!`). Elsewhere it is a
+/// const-initialised `thread_local!` cell (no destructor).
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod slot {
+    core::arch::global_asm!(
+        ".pushsection .tbss,\"awT\",@nobits",
+        ".p2align 3",
+        ".globl tinymalloc_tls_heap",
+        ".hidden tinymalloc_tls_heap",
+        ".type tinymalloc_tls_heap, @object",
+        ".size tinymalloc_tls_heap, 8",
+        "tinymalloc_tls_heap:",
+        ".zero 8",
+        ".popsection",
+    );
+
+    /// Reads the calling thread's slot.
+    #[inline(always)]
+    pub fn get() -> usize {
+        let v: usize;
+        // SAFETY: reads the calling thread's own 8-byte TLS slot defined
+        // above; the GOT entry holds its offset from the thread pointer.
+        unsafe {
+            core::arch::asm!(
+                "mov {v}, qword ptr [rip + tinymalloc_tls_heap@GOTTPOFF]",
+                "mov {v}, qword ptr fs:[{v}]",
+                v = out(reg) v,
+                options(nostack, readonly, preserves_flags, pure),
+            )
+        };
+        v
+    }
+
+    /// Writes the calling thread's slot.
+    #[inline(always)]
+    pub fn set(v: usize) {
+        // SAFETY: writes the calling thread's own TLS slot.
+        unsafe {
+            core::arch::asm!(
+                "mov {t}, qword ptr [rip + tinymalloc_tls_heap@GOTTPOFF]",
+                "mov qword ptr fs:[{t}], {v}",
+                t = out(reg) _,
+                v = in(reg) v,
+                options(nostack, preserves_flags),
+            )
+        };
+    }
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+mod slot {
+    use core::cell::Cell;
+
+    thread_local! {
+        static SLOT: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// Reads the calling thread's slot.
+    #[inline(always)]
+    pub fn get() -> usize {
+        SLOT.get()
+    }
+
+    /// Writes the calling thread's slot.
+    #[inline(always)]
+    pub fn set(v: usize) {
+        SLOT.set(v)
+    }
 }
 
 /// The calling thread's heap, or the sentinel heap before its first
-/// allocation (one TLS load).
+/// allocation (one TLS load and one add).
 #[inline(always)]
 pub fn heap() -> *mut Heap {
-    HEAP.get()
+    (empty_heap() as usize).wrapping_add(slot::get()) as *mut Heap
+}
+
+/// Installs `h` as the calling thread's heap.
+fn set_heap(h: *mut Heap) {
+    slot::set((h as usize).wrapping_sub(empty_heap() as usize));
 }
 
 struct Global<T>(UnsafeCell<T>);
@@ -73,7 +151,7 @@ pub fn init_heap() -> *mut Heap {
     }
     // SAFETY: h came from the pool and is ours alone.
     unsafe { heap::setup(h, arena::assign()) };
-    HEAP.set(h);
+    set_heap(h);
     stats::note_thread(1);
     // SAFETY: KEY was created by global_init. This may allocate (keys past
     // 32), which now finds the heap just installed.
@@ -87,7 +165,7 @@ extern "C" fn thread_done(arg: *mut libc::c_void) {
     if h.is_null() {
         return;
     }
-    HEAP.set(empty_heap());
+    set_heap(empty_heap());
     // SAFETY: h was this thread's heap; nothing uses it any more.
     unsafe { heap::abandon(h) };
     pool_put(h);
@@ -137,16 +215,21 @@ fn pool_put(h: *mut Heap) {
 }
 
 extern "C" fn fork_prepare() {
-    arena::lock_all();
-    POOL_LOCK.lock();
+    fork(ForkPhase::Prepare);
 }
 
 extern "C" fn fork_parent() {
-    POOL_LOCK.unlock();
-    arena::unlock_all();
+    fork(ForkPhase::Parent);
 }
 
 extern "C" fn fork_child() {
-    POOL_LOCK.reset();
-    arena::reset_all();
+    fork(ForkPhase::Child);
+}
+
+/// Every tinymalloc lock is held across fork, so the child finds none held
+/// by a thread that does not exist there.
+fn fork(phase: ForkPhase) {
+    arena::fork_locks(phase);
+    crate::huge::fork_lock(phase);
+    phase.apply(&POOL_LOCK);
 }
