@@ -243,6 +243,7 @@ pub unsafe fn abandon_segment(seg: *mut Segment) {
     // SAFETY: owned segment; its arena is static.
     let (s, a) = unsafe { (&mut *seg, &*(*seg).arena) };
     // From here freers see no owner and collect under the lock themselves.
+    s.owner_tid.store(crate::thread::NO_OWNER, Ordering::SeqCst);
     s.owner.store(null_mut(), Ordering::SeqCst);
     a.with(|inner| {
         // SAFETY: the lock is held and nobody owns the segment.

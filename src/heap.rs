@@ -199,6 +199,19 @@ pub unsafe fn alloc_class(cls: usize) -> *mut u8 {
     }
 }
 
+/// Makes `page` (or, when null, the sentinel) the current page of `cls`.
+/// The previous current page, if any, must already have lost its flag or
+/// be about to be re-filed by the caller.
+unsafe fn set_current(hp: &mut Heap, cls: usize, page: *mut Page) {
+    if page.is_null() || page == empty_page() {
+        hp.pages[cls] = empty_page();
+    } else {
+        // SAFETY: a live page of this heap.
+        unsafe { (*page).current = true };
+        hp.pages[cls] = page;
+    }
+}
+
 /// Takes the lowest free block of the current word of `page`.
 #[inline(always)]
 unsafe fn take_block(page: *mut Page) -> *mut u8 {
@@ -245,14 +258,15 @@ unsafe fn alloc_slow(h: *mut Heap, cls: usize) -> *mut u8 {
             // No free block left: the page is full until frees come back.
             hp.lists[cls].unlink(page);
             (*page).full = true;
-            hp.pages[cls] = if hp.lists[cls].head.is_null() { empty_page() } else { hp.lists[cls].head };
+            (*page).current = false;
+            set_current(hp, cls, hp.lists[cls].head);
         }
         let page = new_page(hp, cls);
         if page.is_null() {
             return null_mut();
         }
         hp.lists[cls].push_front(page);
-        hp.pages[cls] = page;
+        set_current(hp, cls, page);
         take_block(page)
     }
 }
@@ -365,10 +379,10 @@ unsafe fn page_state(hp: &mut Heap, seg: *mut Segment, page: *mut Page) -> bool 
             pg.advance();
             hp.lists[cls].push_back(page);
             if hp.pages[cls] == empty_page() {
-                hp.pages[cls] = page;
+                set_current(hp, cls, page);
             }
         }
-        if pg.used == 0 && hp.pages[cls] != page {
+        if pg.used == 0 && !pg.current {
             hp.lists[cls].unlink(page);
             let delay = options::purge_delay_ms();
             let now = if delay > 0 { os::now_ms() } else { 0 };
@@ -439,6 +453,7 @@ unsafe fn adopt(hp: &mut Heap, seg: *mut Segment) {
     unsafe {
         let s = &mut *seg;
         s.owner.store(hp, Ordering::SeqCst);
+        s.owner_tid.store(thread::tid(), Ordering::SeqCst);
         segment::collect_pending(seg, |_, _| {});
         let delay = options::purge_delay_ms();
         let now = if delay > 0 { os::now_ms() } else { 0 };
@@ -448,6 +463,7 @@ unsafe fn adopt(hp: &mut Heap, seg: *mut Segment) {
             if pg.bsize == 0 {
                 continue;
             }
+            pg.current = false;
             if pg.used == 0 {
                 segment::retire_page(seg, page, now, delay);
             } else if pg.advance() {
@@ -455,7 +471,7 @@ unsafe fn adopt(hp: &mut Heap, seg: *mut Segment) {
                 let cls = pg.class as usize;
                 hp.lists[cls].push_back(page);
                 if hp.pages[cls] == empty_page() {
-                    hp.pages[cls] = page;
+                    set_current(hp, cls, page);
                 }
             } else {
                 pg.full = true;
@@ -539,8 +555,8 @@ pub unsafe fn trim(h: *mut Heap) -> bool {
         for cls in 1..NUM_CLASSES {
             let page = hp.pages[cls];
             if page != empty_page() && (*page).used == 0 {
-                let next = (*page).next;
-                hp.pages[cls] = if next.is_null() { empty_page() } else { next };
+                (*page).current = false;
+                set_current(hp, cls, (*page).next);
                 let seg = segment::segment_of((*page).start);
                 if page_state(hp, seg, page) {
                     segment_changed(hp, seg);

@@ -47,6 +47,8 @@ pub struct Page {
     pub full: bool,
     /// No block freed since set-up on zeroed memory.
     pub zero: bool,
+    /// This is its heap's current page for its class: kept even when empty.
+    pub current: bool,
     /// Address of block 0.
     pub start: usize,
     /// The owner's free row (`WORDS` words).
@@ -72,6 +74,7 @@ impl Page {
             class: 0,
             full: false,
             zero: false,
+            current: false,
             start: 0,
             free: core::ptr::null_mut(),
             xfree: core::ptr::null_mut(),
@@ -110,6 +113,7 @@ impl Page {
         self.class = class as u8;
         self.used = 0;
         self.full = false;
+        self.current = false;
         self.zero = zero;
         for w in 0..WORDS {
             let lo = w * 64;
@@ -134,6 +138,7 @@ impl Page {
         self.recip = 0;
         self.class = 0;
         self.full = false;
+        self.current = false;
         self.used = 0;
     }
 
@@ -180,14 +185,27 @@ impl Page {
     }
 
     /// The index of the block at `p`, if `p` is exactly a block start.
-    #[inline(always)]
+    #[cfg(test)]
     pub fn block_index(&self, p: usize) -> Option<usize> {
         let off = p.wrapping_sub(self.start);
         if off >= crate::segment::PAGE_SIZE {
             return None;
         }
-        let i = ((off as u64 * self.recip as u64) >> 32) as usize;
-        if i < self.cap as usize && i * self.bsize == off {
+        self.block_at(off)
+    }
+
+    /// The index of the block at offset `off < PAGE_SIZE` in the page, if a
+    /// block starts exactly there.
+    ///
+    /// `off * recip` holds `off / bsize` in its high 32 bits; its low 32
+    /// bits are below 2^16 exactly when `bsize` divides `off` (they are
+    /// `off * e < 2^16` with `e < 1` then, and at least `2^32 / bsize >=
+    /// 2^17` otherwise), so no multiply-back is needed.
+    #[inline(always)]
+    pub fn block_at(&self, off: usize) -> Option<usize> {
+        let prod = off as u64 * self.recip as u64;
+        let i = (prod >> 32) as usize;
+        if i < self.cap as usize && (prod as u32) < (1 << 16) {
             Some(i)
         } else {
             None
@@ -230,6 +248,19 @@ mod tests {
         assert_eq!(p.block_index(p.start + 80 * 7 + 16), None);
         assert_eq!(p.block_index(p.start + 80 * p.cap as usize), None);
         assert_eq!(p.block_index(p.start - 16), None);
+    }
+
+    #[test]
+    fn block_at_matches_division_for_every_class_and_offset() {
+        let mut rows: Vec<AtomicU64> = (0..2 * WORDS).map(|_| AtomicU64::new(0)).collect();
+        for c in 1..crate::size_class::NUM_CLASSES {
+            let bsize = crate::size_class::class_size(c);
+            let p = page_with_rows(&mut rows, bsize);
+            for off in 0..crate::segment::PAGE_SIZE {
+                let want = (off % bsize == 0 && off / bsize < p.cap as usize).then_some(off / bsize);
+                assert_eq!(p.block_at(off), want, "bsize {bsize} off {off}");
+            }
+        }
     }
 
     #[test]

@@ -256,16 +256,24 @@ unsafe fn alloc_big(size: usize, align: usize, zero: bool) -> *mut u8 {
 /// Frees `p` after validating it, naming `op` in any report.
 #[inline]
 unsafe fn free_op(p: *mut u8, op: Op) {
-    if p.is_null() {
-        return;
-    }
-    match segmap::kind_of(p as usize) {
+    if segmap::is_small(p as usize) {
         // SAFETY: the chunk map says p lies in a small segment.
-        Kind::Small => unsafe { segment::free(p, op) },
+        unsafe { segment::free(p, op) }
+    } else if !p.is_null() {
+        // SAFETY: p is not in a small segment.
+        unsafe { free_big(p, op) }
+    }
+}
+
+/// Frees a pointer that is not in a small segment: large, huge or invalid.
+#[inline(never)]
+unsafe fn free_big(p: *mut u8, op: Op) {
+    if segmap::kind_of(p as usize) == Kind::Large {
         // SAFETY: the chunk map says p lies in a large segment.
-        Kind::Large => unsafe { large::free(p, op) },
+        unsafe { large::free(p, op) }
+    } else {
         // SAFETY: huge::free validates p against the chunk map.
-        _ => unsafe { huge::free(p, op) },
+        unsafe { huge::free(p, op) }
     }
 }
 

@@ -67,6 +67,14 @@ pub fn kind_of(addr: usize) -> Kind {
     }
 }
 
+/// True when `addr` lies in a small segment (the `free` fast path's one
+/// test: a single byte load and compare).
+#[inline(always)]
+pub fn is_small(addr: usize) -> bool {
+    let i = addr >> CHUNK_SHIFT;
+    i < ENTRIES && entry(i).load(Ordering::Relaxed) == Kind::Small as u8
+}
+
 /// Records that the chunk starting at `base` now holds `kind`.
 pub fn set(base: usize, kind: Kind) {
     let i = base >> CHUNK_SHIFT;

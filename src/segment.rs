@@ -25,7 +25,7 @@ use crate::error::{fatal, Fault, Op};
 use crate::heap::Heap;
 use crate::page::{Page, WORDS};
 use crate::segmap::{self, CHUNK};
-use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 /// Segment size.
 pub const SEGMENT_SIZE: usize = CHUNK;
@@ -49,6 +49,9 @@ pub struct Padded(pub AtomicU64);
 pub struct Segment {
     /// The owning heap, or null while abandoned.
     pub owner: AtomicPtr<Heap>,
+    /// The owning thread's tag (`thread::tid`), `NO_OWNER` while abandoned:
+    /// the `free` fast path compares it with the caller's TLS slot.
+    pub owner_tid: AtomicUsize,
     /// The arena the segment came from and returns to.
     pub arena: *mut crate::arena::Arena,
     /// Pages not in use.
@@ -98,6 +101,7 @@ pub unsafe fn init(base: *mut u8, owner: *mut Heap, arena: *mut crate::arena::Ar
     unsafe {
         let s = &mut *seg;
         s.owner = AtomicPtr::new(owner);
+        s.owner_tid = AtomicUsize::new(crate::thread::tid());
         s.arena = arena;
         s.free_pages = USABLE_PAGES;
         s.dirty_pages = if clean { 0 } else { !0 };
@@ -218,13 +222,12 @@ pub unsafe fn free(p: *mut u8, op: Op) {
     let page = unsafe { core::ptr::addr_of_mut!((*seg).pages[(a >> PAGE_SHIFT) & (PAGES - 1)]) };
     // SAFETY: page descriptors live as long as the segment.
     let pg = unsafe { &mut *page };
-    let Some(i) = pg.block_index(a) else {
+    let Some(i) = pg.block_at(a & (PAGE_SIZE - 1)) else {
         fatal(op, Fault::Invalid, a);
     };
     let (w, m) = (i / 64, 1u64 << (i % 64));
-    let heap = crate::thread::heap();
     // SAFETY: the header is readable (chunk map).
-    if unsafe { (*seg).owner.load(Ordering::Relaxed) } == heap {
+    if unsafe { (*seg).owner_tid.load(Ordering::Relaxed) } == crate::thread::tid() {
         let word = pg.free_word(w);
         let bits = word.load(Ordering::Relaxed);
         if bits & m != 0 {
@@ -233,9 +236,10 @@ pub unsafe fn free(p: *mut u8, op: Op) {
         word.store(bits | m, Ordering::Relaxed);
         pg.zero = false;
         pg.used -= 1;
-        if pg.used == 0 || pg.full {
-            // SAFETY: the calling thread owns the segment through `heap`.
-            unsafe { crate::heap::page_freed(heap, seg, page) };
+        if pg.full || (pg.used == 0 && !pg.current) {
+            // SAFETY: the calling thread owns the segment, so its heap is
+            // the segment's owner.
+            unsafe { crate::heap::page_freed(crate::thread::heap(), seg, page) };
         }
     } else {
         // SAFETY: the segment is mapped; the remote path uses atomics only.
@@ -280,7 +284,7 @@ pub unsafe fn usable(p: *mut u8) -> Option<usize> {
     // SAFETY: the segment is mapped (chunk map).
     let s = unsafe { &*segment_of(a) };
     let pg = &s.pages[(a >> PAGE_SHIFT) & (PAGES - 1)];
-    let i = pg.block_index(a)?;
+    let i = pg.block_at(a & (PAGE_SIZE - 1))?;
     let m = 1u64 << (i % 64);
     let free = pg.free_word(i / 64).load(Ordering::Relaxed) | pg.xfree_word(i / 64).load(Ordering::Relaxed);
     (free & m == 0).then_some(pg.bsize)

@@ -93,6 +93,18 @@ mod slot {
     }
 }
 
+/// The calling thread's owner tag: its raw TLS slot (`heap - empty_heap`),
+/// one load. Unique per heap, and heaps are pooled, never reused while a
+/// dead thread (say, one that vanished in a fork child) still owns
+/// segments; 0 for a thread without a heap, which owns nothing.
+#[inline(always)]
+pub fn tid() -> usize {
+    slot::get()
+}
+
+/// The owner tag of abandoned segments: matches no thread.
+pub const NO_OWNER: usize = usize::MAX;
+
 /// The calling thread's heap, or the sentinel heap before its first
 /// allocation (one TLS load and one add).
 #[inline(always)]
