@@ -202,7 +202,7 @@ pub fn purge_due_locked(inner: &mut Inner, force: bool) -> bool {
         unsafe {
             any |= segment::purge_due(seg, now, force) > 0;
             let due = (*seg).purge_at;
-            if (*seg).purge_pages != 0 && (next_due == 0 || due < next_due) {
+            if (*seg).purge_pages != 0 && due != segment::NEVER && (next_due == 0 || due < next_due) {
                 next_due = due;
             }
             seg = (*seg).next;
@@ -247,7 +247,8 @@ pub unsafe fn abandon_segment(seg: *mut Segment) {
     s.owner.store(null_mut(), Ordering::SeqCst);
     a.with(|inner| {
         // SAFETY: the lock is held and nobody owns the segment.
-        if unsafe { tidy_abandoned(seg) } {
+        // SAFETY: as above.
+        if unsafe { tidy_abandoned(seg) && segment::quiescent(seg, 0) } {
             release_locked(inner, seg as *mut u8);
             return;
         }
@@ -260,8 +261,7 @@ pub unsafe fn abandon_segment(seg: *mut Segment) {
         }
         inner.abandoned = seg;
         a.nabandoned.fetch_add(1, Ordering::Relaxed);
-        let delay = options::purge_delay_ms();
-        if delay > 0 && s.purge_pages != 0 && inner.purge_at == 0 {
+        if s.purge_pages != 0 && s.purge_at != segment::NEVER && inner.purge_at == 0 {
             inner.purge_at = s.purge_at;
         }
     });
@@ -308,24 +308,28 @@ pub unsafe fn pop_abandoned(a: *mut Arena) -> *mut Segment {
 }
 
 /// A thread freed into an abandoned segment: collect under the lock, and
-/// release the segment if that emptied it.
+/// release the segment if that emptied it. Ends the caller's in-flight
+/// mark (`Segment::xinflight`): the last freer of an empty segment
+/// releases it; any other leaves it to the freers still in flight.
 ///
 /// # Safety
-/// `seg` is a mapped small segment.
+/// `seg` is a mapped small segment on which the caller holds an in-flight
+/// mark.
 pub unsafe fn reclaim_frees(seg: *mut Segment) {
-    // SAFETY: the segment's arena is static.
+    // SAFETY: the segment's arena is static; our mark keeps seg mapped.
     let a = unsafe { &*(*seg).arena };
     a.with(|inner| {
         // SAFETY: the lock is held; `abandoned` says no heap owns it.
         unsafe {
-            if !(*seg).abandoned {
-                return; // adopted meanwhile: the new owner collects
-            }
-            if tidy_abandoned(seg) {
+            if (*seg).abandoned && tidy_abandoned(seg) && segment::quiescent(seg, 1) {
                 unlink_abandoned(a, inner, seg);
                 release_locked(inner, seg as *mut u8);
-            } else if (*seg).purge_pages != 0 && inner.purge_at == 0 {
-                inner.purge_at = (*seg).purge_at;
+            } else {
+                let due = (*seg).purge_at;
+                if (*seg).purge_pages != 0 && due != segment::NEVER && inner.purge_at == 0 {
+                    inner.purge_at = due;
+                }
+                (*seg).xinflight.fetch_sub(1, Ordering::SeqCst);
             }
         }
         purge_due_locked(inner, false);
@@ -343,7 +347,7 @@ pub fn trim_all() -> bool {
                 // SAFETY: lock held; abandoned segments are ours to tidy.
                 unsafe {
                     let next = (*seg).next;
-                    if tidy_abandoned(seg) {
+                    if tidy_abandoned(seg) && segment::quiescent(seg, 0) {
                         unlink_abandoned(a, inner, seg);
                         release_locked(inner, seg as *mut u8);
                     }

@@ -174,7 +174,7 @@ pub fn fatal(op: Op, fault: Fault, addr: usize) -> ! {
 
 /// Recently freed large and huge block addresses, so that a second free
 /// of one whose memory went back to the OS is named a double free.
-static FREED: [AtomicUsize; 64] = [const { AtomicUsize::new(0) }; 64];
+static FREED: [AtomicUsize; 256] = [const { AtomicUsize::new(0) }; 256];
 static FREED_NEXT: AtomicUsize = AtomicUsize::new(0);
 
 /// Remembers that the large or huge block at `addr` was freed.

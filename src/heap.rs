@@ -113,6 +113,27 @@ unsafe fn seg_unlink(head: &mut *mut Segment, s: *mut Segment) {
     }
 }
 
+/// Allocations and frees of one size class by one heap.
+pub struct ClassCount {
+    /// Blocks allocated.
+    pub allocs: AtomicU64,
+    /// Blocks freed.
+    pub frees: AtomicU64,
+}
+
+impl ClassCount {
+    const fn new() -> Self {
+        ClassCount { allocs: AtomicU64::new(0), frees: AtomicU64::new(0) }
+    }
+}
+
+/// Adds one to a counter only its owner writes (a plain load, add and
+/// store: no atomic read-modify-write).
+#[inline(always)]
+pub fn bump(c: &AtomicU64) {
+    c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+}
+
 /// A thread's heap.
 #[repr(C)]
 pub struct Heap {
@@ -127,6 +148,12 @@ pub struct Heap {
     purge_at: u64,
     /// Link in the heap pool's free list.
     pub pool_next: *mut Heap,
+    /// Link in the list of every heap ever made (never unlinked).
+    pub all_next: *mut Heap,
+    /// Per-class counters of this thread's allocations and frees (a free
+    /// counts on the freeing thread's heap). Written by the owner only,
+    /// read by `stats()` from any thread.
+    pub counts: [ClassCount; NUM_CLASSES],
     /// Bumped by other threads after freeing into a segment of this heap.
     xgen: Padded,
 }
@@ -165,6 +192,8 @@ impl Heap {
             xgen_seen: 0,
             purge_at: 0,
             pool_next: null_mut(),
+            all_next: null_mut(),
+            counts: [const { ClassCount::new() }; NUM_CLASSES],
             xgen: Padded(AtomicU64::new(0)),
         }
     }
@@ -195,6 +224,7 @@ pub unsafe fn alloc_class(cls: usize) -> *mut u8 {
         }
         word.store(bits & (bits - 1), Ordering::Relaxed);
         (*page).used += 1;
+        bump(&(*h).counts[cls].allocs);
         ((*page).word_base + bits.trailing_zeros() as usize * (*page).bsize) as *mut u8
     }
 }
@@ -253,7 +283,7 @@ unsafe fn alloc_slow(h: *mut Heap, cls: usize) -> *mut u8 {
                 break;
             }
             if (*page).advance() {
-                return take_block(page);
+                return take_block_counted(hp, cls, page);
             }
             // No free block left: the page is full until frees come back.
             hp.lists[cls].unlink(page);
@@ -267,8 +297,16 @@ unsafe fn alloc_slow(h: *mut Heap, cls: usize) -> *mut u8 {
         }
         hp.lists[cls].push_front(page);
         set_current(hp, cls, page);
-        take_block(page)
+        take_block_counted(hp, cls, page)
     }
+}
+
+/// The slow path's block, counted.
+#[inline(always)]
+unsafe fn take_block_counted(hp: &Heap, cls: usize, page: *mut Page) -> *mut u8 {
+    bump(&hp.counts[cls].allocs);
+    // SAFETY: forwarded from the caller.
+    unsafe { take_block(page) }
 }
 
 /// A fresh page of class `cls`: from an owned segment, an adopted
@@ -402,7 +440,7 @@ unsafe fn segment_changed(hp: &mut Heap, seg: *mut Segment) {
     // SAFETY: the heap owns seg.
     unsafe {
         let s = &mut *seg;
-        if s.used_pages == 0 {
+        if s.used_pages == 0 && segment::quiescent(seg, 0) {
             if s.in_avail {
                 seg_unlink(&mut hp.segs_avail, seg);
             } else {
@@ -434,7 +472,8 @@ unsafe fn purge(hp: &mut Heap, now: u64, force: bool) -> bool {
             // SAFETY: owned segment.
             unsafe {
                 any |= segment::purge_due(seg, now, force) > 0;
-                if (*seg).purge_pages != 0 && (next_due == 0 || (*seg).purge_at < next_due) {
+                let due = (*seg).purge_at;
+                if (*seg).purge_pages != 0 && due != segment::NEVER && (next_due == 0 || due < next_due) {
                     next_due = (*seg).purge_at;
                 }
                 seg = (*seg).next;
@@ -480,7 +519,9 @@ unsafe fn adopt(hp: &mut Heap, seg: *mut Segment) {
         if delay > 0 && s.purge_pages != 0 && hp.purge_at == 0 {
             hp.purge_at = s.purge_at;
         }
-        if s.used_pages == 0 {
+        // (An empty segment that a racing freer still touches is kept, as
+        // an owned segment with all pages free.)
+        if s.used_pages == 0 && segment::quiescent(seg, 0) {
             arena::release_segment(seg);
         } else if s.free_pages != 0 {
             seg_push(&mut hp.segs_avail, seg);

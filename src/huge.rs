@@ -220,6 +220,7 @@ pub unsafe fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
     unsafe { (c as *mut Header).write(Header { block: b, usable, map_len: len, align }) };
     segmap::set(c as usize, Kind::Huge);
     stats::note_huge(usable as isize);
+    stats::note_huge_count(1);
     b as *mut u8
 }
 
@@ -249,6 +250,7 @@ pub unsafe fn free(p: *mut u8, op: Op) {
     segmap::set(h as usize, Kind::None);
     error::remember_freed(p as usize);
     stats::note_huge(-(usable as isize));
+    stats::note_huge_count(-1);
     if align < CHUNK && cache_put(h as *mut u8, len) {
         return;
     }

@@ -113,6 +113,7 @@ pub unsafe fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
         unsafe { core::ptr::write_bytes(p, 0, size) };
     }
     stats::note_large((n * os::PAGE) as isize);
+    stats::note_large_count(1);
     p
 }
 
@@ -219,6 +220,7 @@ pub unsafe fn free(p: *mut u8, op: Op) {
         n
     });
     stats::note_large(-((n * os::PAGE) as isize));
+    stats::note_large_count(-1);
 }
 
 /// Purges freed pages now or marks them for the delayed purge. Lock held.
@@ -228,10 +230,11 @@ fn schedule_purge(inner: &mut Inner, s: &mut LargeSeg, i: usize, n: usize) {
         // SAFETY: the pages are free.
         unsafe { os::purge((s as *mut LargeSeg as usize + i * os::PAGE) as *mut u8, n * os::PAGE) };
         bitmap::set_range(&mut s.dirty, i, n, false);
-    } else if delay > 0 {
+    } else {
+        // Purged when due, or by trim() whatever the delay (-1: never due).
         bitmap::set_range(&mut s.purge, i, n, true);
-        s.purge_at = os::now_ms() + delay as u64;
-        if inner.purge_at == 0 {
+        s.purge_at = if delay > 0 { os::now_ms() + delay as u64 } else { crate::segment::NEVER };
+        if delay > 0 && inner.purge_at == 0 {
             inner.purge_at = s.purge_at;
         }
     }
@@ -276,7 +279,7 @@ pub fn purge_due_locked(inner: &mut Inner, now: u64, force: bool) -> (bool, u64)
                 }
                 s.purge = [0; NWORDS];
                 any = true;
-            } else if next_due == 0 || s.purge_at < next_due {
+            } else if s.purge_at != crate::segment::NEVER && (next_due == 0 || s.purge_at < next_due) {
                 next_due = s.purge_at;
             }
         }

@@ -11,15 +11,15 @@
 //! Invariants (for a page in use, `bsize != 0`):
 //! - a block is free iff its `free` bit is set or its `xfree` bit is set;
 //!   no block has both bits set;
-//! - `used` = cap - (number of set `free` bits) - (set `xfree` bits not yet
-//!   collected) ... i.e. it counts blocks not known free by the owner;
+//! - `used` = cap - (set `free` bits): it counts blocks not known free by
+//!   the owner (cross-thread frees count once collected);
 //! - `cur` points into the `free` row; `word_base` is the address of block
 //!   `64 * (cur - free)`;
 //! - `full` pages are in no heap list; other pages in use are in their
 //!   heap's list for `class` (or, in an abandoned segment, in no list);
 //! - `zero`: no block was freed since the page was set up on zeroed memory,
-//!   so every block handed out is still all zero.
-//! Bits of words at or beyond `cap` are always clear.
+//!   so every block handed out is still all zero;
+//! - bits of words at or beyond `cap` are always clear.
 
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -171,6 +171,8 @@ impl Page {
             }
             let bits = x.swap(0, core::sync::atomic::Ordering::Acquire);
             let f = self.free_word(w).load(Relaxed);
+            // A block freed by its owner while its cross-thread free was
+            // pending would have both bits: a double free.
             if f & bits != 0 {
                 return Err(w * 64 + (f & bits).trailing_zeros() as usize);
             }

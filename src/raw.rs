@@ -129,8 +129,10 @@ pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize) {
     let usable = unsafe { usable_of(p, Op::FreeSized) };
     let align_ok = align.is_power_of_two() && (p as usize) % align == 0;
     // A block is never more than twice (plus a small rounding) the size it
-    // was asked with, except when a larger alignment rounded it up.
-    let plausible = size <= usable && (align > MIN_ALIGN || size * 2 + 2 * MIN_ALIGN >= usable);
+    // was asked with, except when a larger alignment rounded it up, or a
+    // small block (<= 64 B) kept its place when realloc shrank it.
+    let plausible = size <= usable
+        && (align > MIN_ALIGN || usable <= 64 || size.saturating_mul(2) + 2 * MIN_ALIGN >= usable);
     if !align_ok || !plausible {
         crate::error::fatal(Op::FreeSized, crate::error::Fault::WrongSize, p as usize);
     }

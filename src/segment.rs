@@ -29,6 +29,8 @@ use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 /// Segment size.
 pub const SEGMENT_SIZE: usize = CHUNK;
+/// A purge deadline that never comes (purge delay -1): only `trim` purges.
+pub const NEVER: u64 = u64::MAX;
 /// log2 of the page size.
 pub const PAGE_SHIFT: usize = 16;
 /// Page size: 64 KiB.
@@ -74,6 +76,10 @@ pub struct Segment {
     pub prev: *mut Segment,
     /// Pages that received cross-thread frees (any thread sets bits).
     pub xpending: Padded,
+    /// Cross-thread frees in progress (same cache line as `xpending`): the
+    /// segment is not released while one is, since the freer still reads
+    /// and writes the header after its block became free.
+    pub xinflight: AtomicU64,
     /// Page descriptors.
     pub pages: [Page; PAGES],
     /// Owner rows: bit set = block free.
@@ -113,6 +119,7 @@ pub unsafe fn init(base: *mut u8, owner: *mut Heap, arena: *mut crate::arena::Ar
         s.next = core::ptr::null_mut();
         s.prev = core::ptr::null_mut();
         s.xpending.0.store(0, Ordering::Relaxed);
+        s.xinflight.store(0, Ordering::Relaxed);
         for i in 0..PAGES {
             let free = s.free_rows[i].as_mut_ptr();
             let xfree = s.xfree_rows[i].as_mut_ptr();
@@ -169,9 +176,10 @@ pub unsafe fn retire_page(seg: *mut Segment, page: *mut Page, now: u64, delay_ms
         // SAFETY: the page is unused.
         unsafe { crate::os::purge(pg.start as *mut u8, PAGE_SIZE) };
         s.dirty_pages &= !bit;
-    } else if delay_ms > 0 {
+    } else {
+        // Purged when due, or by trim() whatever the delay (-1: never due).
         s.purge_pages |= bit;
-        s.purge_at = now + delay_ms as u64;
+        s.purge_at = if delay_ms > 0 { now + delay_ms as u64 } else { NEVER };
     }
     s.used_pages == 0
 }
@@ -230,12 +238,16 @@ pub unsafe fn free(p: *mut u8, op: Op) {
     if unsafe { (*seg).owner_tid.load(Ordering::Relaxed) } == crate::thread::tid() {
         let word = pg.free_word(w);
         let bits = word.load(Ordering::Relaxed);
-        if bits & m != 0 {
+        // A block already freed by another thread (and not yet collected)
+        // is in the xfree row: a second free must see it too.
+        if (bits | pg.xfree_word(w).load(Ordering::Relaxed)) & m != 0 {
             fatal(op, Fault::DoubleFree, a);
         }
         word.store(bits | m, Ordering::Relaxed);
         pg.zero = false;
         pg.used -= 1;
+        // SAFETY: the calling thread owns the segment, so it has a heap.
+        crate::heap::bump(unsafe { &(*crate::thread::heap()).counts[pg.class as usize].frees });
         if pg.full || (pg.used == 0 && !pg.current) {
             // SAFETY: the calling thread owns the segment, so its heap is
             // the segment's owner.
@@ -257,6 +269,11 @@ unsafe fn free_remote(seg: *mut Segment, pg: &Page, i: usize, a: usize, op: Op) 
     if pg.free_word(w).load(Ordering::Relaxed) & m != 0 {
         fatal(op, Fault::DoubleFree, a);
     }
+    crate::stats::note_free(pg.class as usize);
+    // Announce the free before the block becomes free: from the xfree bit
+    // on, the owner may collect it and find the segment empty, and it must
+    // then leave the segment mapped until we are done with its header.
+    s.xinflight.fetch_add(1, Ordering::SeqCst);
     let old = pg.xfree_word(w).fetch_or(m, Ordering::SeqCst);
     if old & m != 0 {
         fatal(op, Fault::DoubleFree, a);
@@ -265,14 +282,28 @@ unsafe fn free_remote(seg: *mut Segment, pg: &Page, i: usize, a: usize, op: Op) 
     let pend = s.xpending.0.fetch_or(pbit, Ordering::SeqCst);
     let owner = s.owner.load(Ordering::SeqCst);
     if owner.is_null() {
-        // Abandoned: nobody will collect, so collect under the arena lock.
+        // Abandoned: nobody will collect, so collect under the arena lock
+        // (which also ends our in-flight mark, releasing if we were last).
         // SAFETY: the segment is live; the arena serialises access.
         unsafe { crate::arena::reclaim_frees(seg) };
-    } else if pend == 0 {
+        return;
+    }
+    if pend == 0 {
         // SAFETY: heaps are never unmapped (pooled), so `owner` is readable
         // even if its thread just exited; a stale bump only causes a scan.
         unsafe { (*owner).notify() };
     }
+    s.xinflight.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// True when no cross-thread free is in progress, so an empty segment may
+/// be released. `mine`: in-flight frees the caller itself accounts for.
+///
+/// # Safety
+/// `seg` is a mapped small segment.
+pub unsafe fn quiescent(seg: *mut Segment, mine: u64) -> bool {
+    // SAFETY: as the caller guarantees.
+    unsafe { (*seg).xinflight.load(Ordering::SeqCst) == mine }
 }
 
 /// The usable size of the small block at `p`, if `p` is a live block.

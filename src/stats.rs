@@ -1,7 +1,8 @@
 //! Statistics, counted on slow paths only (segment, page-run and mapping
 //! events), so they cost nothing on the fast path.
 
-use core::sync::atomic::{AtomicIsize, AtomicUsize, Ordering::Relaxed};
+use crate::size_class::{class_size, NUM_CLASSES};
+use core::sync::atomic::{AtomicIsize, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 static RESERVED: AtomicIsize = AtomicIsize::new(0);
 static SEGMENTS: AtomicIsize = AtomicIsize::new(0);
@@ -10,9 +11,26 @@ static LARGE_BYTES: AtomicIsize = AtomicIsize::new(0);
 static THREADS: AtomicIsize = AtomicIsize::new(0);
 static PURGED: AtomicUsize = AtomicUsize::new(0);
 static PURGES: AtomicUsize = AtomicUsize::new(0);
+static LARGE_COUNT: AtomicIsize = AtomicIsize::new(0);
+static HUGE_COUNT: AtomicIsize = AtomicIsize::new(0);
+/// Cross-thread frees by threads that have no heap of their own.
+static ORPHAN_FREES: [AtomicU64; NUM_CLASSES] = [const { AtomicU64::new(0) }; NUM_CLASSES];
+
+/// Counts of one size class, summed over all threads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClassStats {
+    /// Block size of the class.
+    pub block_size: usize,
+    /// Blocks allocated since start.
+    pub allocs: u64,
+    /// Blocks freed since start.
+    pub frees: u64,
+    /// Blocks live now (`allocs - frees`).
+    pub live: u64,
+}
 
 /// A snapshot of the allocator's state.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stats {
     /// Bytes of address space mapped from the OS (segments, huge blocks,
     /// heap metadata).
@@ -37,18 +55,52 @@ pub struct Stats {
     pub purges: usize,
     /// Resident memory of the process (from /proc/self/statm), bytes.
     pub resident: usize,
+    /// Bytes in live small and medium blocks (block sizes, not requests).
+    pub small_in_use: usize,
+    /// Live large blocks.
+    pub large_blocks: usize,
+    /// Live huge blocks.
+    pub huge_blocks: usize,
+    /// Bytes in all live blocks: small, medium, large and huge.
+    pub in_use: usize,
+    /// Per size class (index 0 unused; see `size_class.rs`).
+    pub classes: [ClassStats; NUM_CLASSES],
 }
 
 /// Reads the current statistics.
 pub fn stats() -> Stats {
     let (cached, abandoned) = crate::arena::counts();
+    let mut classes = [ClassStats::default(); NUM_CLASSES];
+    for (c, cs) in classes.iter_mut().enumerate() {
+        cs.block_size = class_size(c);
+        cs.frees = ORPHAN_FREES[c].load(Relaxed);
+    }
+    crate::thread::for_each_heap(|h| {
+        for (cs, n) in classes.iter_mut().zip(h.counts.iter()) {
+            cs.allocs += n.allocs.load(Relaxed);
+            cs.frees += n.frees.load(Relaxed);
+        }
+    });
+    let mut small_in_use = 0;
+    for cs in classes.iter_mut() {
+        // Counters are read one by one while threads run: never negative.
+        cs.live = cs.allocs.saturating_sub(cs.frees);
+        small_in_use += cs.live as usize * cs.block_size;
+    }
+    let large_in_use = LARGE_BYTES.load(Relaxed).max(0) as usize;
+    let huge_in_use = HUGE_BYTES.load(Relaxed).max(0) as usize;
     Stats {
+        small_in_use,
+        large_blocks: LARGE_COUNT.load(Relaxed).max(0) as usize,
+        huge_blocks: HUGE_COUNT.load(Relaxed).max(0) as usize,
+        in_use: small_in_use + large_in_use + huge_in_use,
+        classes,
         reserved: RESERVED.load(Relaxed).max(0) as usize,
         segments: SEGMENTS.load(Relaxed).max(0) as usize,
         cached_segments: cached,
         abandoned_segments: abandoned,
-        large_in_use: LARGE_BYTES.load(Relaxed).max(0) as usize,
-        huge_in_use: HUGE_BYTES.load(Relaxed).max(0) as usize,
+        large_in_use,
+        huge_in_use,
         threads: THREADS.load(Relaxed).max(0) as usize,
         arenas: crate::arena::count(),
         purged: PURGED.load(Relaxed),
@@ -95,6 +147,24 @@ pub(crate) fn note_large(delta: isize) {
 pub(crate) fn note_huge(delta: isize) {
     HUGE_BYTES.fetch_add(delta, Relaxed);
 }
+pub(crate) fn note_large_count(delta: isize) {
+    LARGE_COUNT.fetch_add(delta, Relaxed);
+}
+pub(crate) fn note_huge_count(delta: isize) {
+    HUGE_COUNT.fetch_add(delta, Relaxed);
+}
+
+/// Counts a cross-thread free of a block of class `cls` on the freeing
+/// thread's heap (or globally when it has none).
+pub(crate) fn note_free(cls: usize) {
+    let h = crate::thread::heap();
+    if h == crate::heap::empty_heap() {
+        ORPHAN_FREES[cls].fetch_add(1, Relaxed);
+    } else {
+        // SAFETY: the calling thread's own heap; only it writes counts.
+        crate::heap::bump(unsafe { &(*h).counts[cls].frees });
+    }
+}
 pub(crate) fn note_thread(delta: isize) {
     THREADS.fetch_add(delta, Relaxed);
 }
@@ -120,14 +190,18 @@ extern "C" fn report_at_exit() {
 pub fn print_stats() {
     let s = stats();
     let mut line = crate::error::LineBuf::new();
-    let rows: [(&str, usize, bool); 10] = [
+    let rows: [(&str, usize, bool); 14] = [
+        ("in use", s.in_use, true),
+        ("  small+medium", s.small_in_use, true),
+        ("  large", s.large_in_use, true),
+        ("  huge", s.huge_in_use, true),
         ("reserved", s.reserved, true),
         ("resident", s.resident, true),
         ("segments", s.segments, false),
         ("cached segments", s.cached_segments, false),
         ("abandoned segments", s.abandoned_segments, false),
-        ("large in use", s.large_in_use, true),
-        ("huge in use", s.huge_in_use, true),
+        ("large blocks", s.large_blocks, false),
+        ("huge blocks", s.huge_blocks, false),
         ("threads", s.threads, false),
         ("arenas", s.arenas, false),
         ("purged", s.purged, true),
@@ -137,9 +211,7 @@ pub fn print_stats() {
         line.clear();
         line.push(b"  ");
         line.push(name.as_bytes());
-        for _ in name.len()..20 {
-            line.push(b" ");
-        }
+        pad(&mut line, 22);
         if bytes {
             line.push_size(v);
         } else {
@@ -147,5 +219,29 @@ pub fn print_stats() {
         }
         line.push(b"\n");
         crate::error::write_stderr(line.as_bytes());
+    }
+    crate::error::write_stderr(b"  class       allocs          frees           live\n");
+    for cs in s.classes.iter().filter(|c| c.allocs > 0) {
+        line.clear();
+        line.push(b"  ");
+        let start = line.as_bytes().len();
+        line.push_size(cs.block_size);
+        pad(&mut line, start + 10);
+        for (k, v) in [cs.allocs, cs.frees, cs.live].into_iter().enumerate() {
+            let start = line.as_bytes().len();
+            line.push_dec(v as usize);
+            if k < 2 {
+                pad(&mut line, start + 16);
+            }
+        }
+        line.push(b"\n");
+        crate::error::write_stderr(line.as_bytes());
+    }
+}
+
+/// Pads the line with spaces up to `width` bytes.
+fn pad(line: &mut crate::error::LineBuf, width: usize) {
+    while line.as_bytes().len() < width {
+        line.push(b" ");
     }
 }

@@ -14,7 +14,7 @@ use crate::sync::{ForkPhase, SpinLock};
 use crate::{arena, options, os, stats};
 use core::cell::UnsafeCell;
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 
 /// The TLS slot holds `heap - empty_heap()`, so that its zero initial value
 /// means "the sentinel heap" and no thread needs set-up before its first
@@ -125,6 +125,22 @@ static INIT: AtomicU8 = AtomicU8::new(0);
 static KEY: Global<libc::pthread_key_t> = Global(UnsafeCell::new(0));
 static POOL_LOCK: SpinLock = SpinLock::new();
 static POOL: Global<*mut Heap> = Global(UnsafeCell::new(null_mut()));
+/// Every heap ever made, linked through `all_next` (append-only).
+static ALL_HEAPS: AtomicPtr<Heap> = AtomicPtr::new(null_mut());
+
+/// Calls `f` for every heap ever made (live or pooled), e.g. to add up
+/// statistics. Heaps are never unmapped, so this is safe at any time.
+pub fn for_each_heap(mut f: impl FnMut(&Heap)) {
+    let mut h = ALL_HEAPS.load(Ordering::Acquire);
+    while !h.is_null() {
+        // SAFETY: heaps are never unmapped; `all_next` is written once,
+        // before the heap is published.
+        unsafe {
+            f(&*h);
+            h = (*h).all_next;
+        }
+    }
+}
 
 /// Runs the one-time global set-up (options, arenas, the exit key).
 pub fn global_init() {
@@ -201,7 +217,9 @@ fn pool_take() -> *mut Heap {
                 unsafe {
                     h.write(Heap::new());
                     (*h).pool_next = *head;
+                    (*h).all_next = ALL_HEAPS.load(Ordering::Relaxed);
                 }
+                ALL_HEAPS.store(h, Ordering::Release);
                 *head = h;
             }
         }

@@ -109,7 +109,8 @@ pub unsafe extern "C" fn malloc_stats() {
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
 pub struct Mallinfo2 {
-    /// Bytes of memory mapped from the OS for small and large blocks.
+    /// Bytes mapped from the OS other than huge blocks (segments and
+    /// metadata).
     pub arena: usize,
     /// Number of free chunks (not tracked: 0).
     pub ordblks: usize,
@@ -119,15 +120,15 @@ pub struct Mallinfo2 {
     pub hblks: usize,
     /// Bytes in huge blocks' mappings.
     pub hblkhd: usize,
-    /// Peak bytes mapped (the high-water mark).
+    /// Unused (0), as in glibc.
     pub usmblks: usize,
     /// Bytes in free fastbin blocks (not tracked: 0).
     pub fsmblks: usize,
-    /// Bytes in blocks in use.
+    /// Bytes in blocks in use (block sizes: small, medium, large, huge).
     pub uordblks: usize,
-    /// Bytes mapped but not in use.
+    /// Bytes mapped but not in blocks in use.
     pub fordblks: usize,
-    /// Bytes that `malloc_trim` could release at best.
+    /// Releasable top-most chunk in glibc; not counted (0).
     pub keepcost: usize,
 }
 

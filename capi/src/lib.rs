@@ -2,7 +2,7 @@
 //!
 //! This crate only exports C symbols on top of [`tinymalloc_core::raw`]:
 //!
-//! - [`malloc`](malloc) module: the malloc family with POSIX/glibc semantics
+//! - [`mod@malloc`]: the malloc family with POSIX/glibc semantics
 //!   (`malloc`, `free`, `calloc`, `realloc`, `reallocarray`,
 //!   `posix_memalign`, `aligned_alloc`, `memalign`, `valloc`, `pvalloc`,
 //!   `malloc_usable_size`, `free_sized`, `free_aligned_sized`);

@@ -98,7 +98,8 @@ pub unsafe extern "C" fn posix_memalign(
     alignment: usize,
     size: usize,
 ) -> c_int {
-    if !alignment.is_power_of_two() || alignment % core::mem::size_of::<*mut c_void>() != 0 {
+    // A power of two is a multiple of sizeof(void *) when it is at least that.
+    if !alignment.is_power_of_two() || alignment < core::mem::size_of::<*mut c_void>() {
         return EINVAL;
     }
     let saved = errno();

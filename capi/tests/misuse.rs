@@ -22,19 +22,36 @@ fn program(src: &'static str) -> PathBuf {
 /// Runs `src`'s `case` and checks the report: SIGABRT, one line on stderr
 /// with "tinymalloc", one of `faults` and the announced address.
 fn expect_abort(src: &'static str, case: &str, faults: &[&str]) {
-    let out = run(Command::new(program(src)).arg(case), b"", Duration::from_secs(60));
-    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{case}: not aborted: {out:#?}");
+    let out = run(
+        Command::new(program(src)).arg(case),
+        b"",
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGABRT),
+        "{case}: not aborted: {out:#?}"
+    );
     let addr = out.stdout.lines().next().unwrap_or("").trim().to_string();
-    assert!(addr.starts_with("0x"), "{case}: no address announced: {out:#?}");
+    assert!(
+        addr.starts_with("0x"),
+        "{case}: no address announced: {out:#?}"
+    );
     let lines: Vec<&str> = out.stderr.lines().collect();
     assert_eq!(lines.len(), 1, "{case}: expected one stderr line: {out:#?}");
     let line = lines[0].to_lowercase();
-    assert!(line.contains("tinymalloc"), "{case}: report does not name tinymalloc: {line}");
+    assert!(
+        line.contains("tinymalloc"),
+        "{case}: report does not name tinymalloc: {line}"
+    );
     assert!(
         faults.iter().any(|f| line.contains(f)),
         "{case}: report does not name the fault ({faults:?}): {line}"
     );
-    assert!(line.contains(&addr), "{case}: report does not name address {addr}: {line}");
+    assert!(
+        line.contains(&addr),
+        "{case}: report does not name address {addr}: {line}"
+    );
 }
 
 macro_rules! misuse {

@@ -258,6 +258,7 @@ static void test_trim(void) {
   CHECK(malloc_trim(0) == 0);
 }
 
+/* mallinfo2: bytes in use (small and huge blocks) and huge mappings. */
 static void test_mallinfo(void) {
   struct mallinfo2 before = mallinfo2();
   enum { N = 4096 };
@@ -265,16 +266,17 @@ static void test_mallinfo(void) {
   for (int i = 0; i < N; i++) blocks[i] = malloc(1000); /* ~4 MiB live */
   void *h = malloc(8 << 20);
   struct mallinfo2 m = mallinfo2();
+  struct mallinfo old = mallinfo(); /* legacy int fields: the same values */
   CHECK(m.uordblks >= before.uordblks + N * 1000 + (8 << 20));
-  CHECK(m.hblks >= 1 && m.hblkhd >= (8 << 20));
-  CHECK(m.arena + m.hblkhd >= m.uordblks);
-  CHECK(m.usmblks >= m.arena + m.hblkhd);
-  struct mallinfo old = mallinfo(); /* legacy: int fields */
-  CHECK(old.uordblks > 0 && (size_t)old.uordblks <= m.uordblks + (1 << 20));
+  CHECK(m.hblks >= before.hblks + 1 && m.hblkhd >= before.hblkhd + (8 << 20));
+  CHECK(m.arena + m.hblkhd >= m.uordblks && m.arena > 0);
+  CHECK((size_t)old.uordblks == m.uordblks && (size_t)old.arena == m.arena);
+  CHECK((size_t)old.hblks == m.hblks && (size_t)old.hblkhd == m.hblkhd);
   for (int i = 0; i < N; i++) free(blocks[i]);
   free(h);
   struct mallinfo2 after = mallinfo2();
   CHECK(after.uordblks + N * 1000 + (8 << 20) <= m.uordblks);
+  CHECK(after.hblks + 1 <= m.hblks && after.hblkhd + (8 << 20) <= m.hblkhd);
 }
 
 /* malloc_stats writes a summary to stderr: capture it through a pipe. */

@@ -100,6 +100,10 @@ static void fork_busy(void) {
     int status = 0;
     CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    if (WIFSIGNALED(status))
+      fprintf(stderr, "ok: fork child killed by signal %d\n", WTERMSIG(status));
+    else if (WEXITSTATUS(status))
+      fprintf(stderr, "ok: fork child exited with %d\n", WEXITSTATUS(status));
   }
   atomic_store(&stop, 1);
   for (int i = 0; i < 3; i++) pthread_join(t[i], NULL);

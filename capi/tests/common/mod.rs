@@ -7,6 +7,8 @@
 //! package's integration tests (they can only link an rlib), so the first
 //! test of each test executable runs `cargo build -p tinymalloc-capi` with
 //! the same profile and target directory (a no-op when it is up to date).
+//! (Tests built with `--target <triple>` are not supported: the library
+//! would be built for the host, in another directory.)
 // Each test file uses a different part of this module.
 #![allow(dead_code)]
 
@@ -18,13 +20,19 @@ use std::time::{Duration, Instant};
 
 /// The repository root (the workspace).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// `target/<profile>`: the directory above the test executable's `deps/`.
 pub fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>").to_path_buf()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>")
+        .to_path_buf()
 }
 
 /// The directory holding libtinymalloc.so and .a, built on first use.
@@ -35,7 +43,8 @@ pub fn lib_dir() -> &'static Path {
         let profile = dir.file_name().unwrap().to_str().unwrap().to_string();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.current_dir(repo_root()).args(["build", "-p", "tinymalloc-capi", "--target-dir"]);
+        cmd.current_dir(repo_root())
+            .args(["build", "-p", "tinymalloc-capi", "--target-dir"]);
         cmd.arg(dir.parent().unwrap());
         match profile.as_str() {
             "debug" => {}
@@ -46,10 +55,16 @@ pub fn lib_dir() -> &'static Path {
                 cmd.args(["--profile", other]);
             }
         }
-        let status = cmd.status().expect("running cargo build -p tinymalloc-capi");
+        let status = cmd
+            .status()
+            .expect("running cargo build -p tinymalloc-capi");
         assert!(status.success(), "cargo build -p tinymalloc-capi failed");
         for name in ["libtinymalloc.so", "libtinymalloc.a"] {
-            assert!(dir.join(name).exists(), "{} was not built", dir.join(name).display());
+            assert!(
+                dir.join(name).exists(),
+                "{} was not built",
+                dir.join(name).display()
+            );
         }
         dir
     })
@@ -95,12 +110,25 @@ pub fn compile(src: &str, link: Link) -> PathBuf {
     let cxx = src.ends_with(".cc");
     let compiler = if cxx { "c++" } else { "cc" };
     let stem = src.replace('.', "_");
-    let out = profile_dir().join("capi-tests").join(format!("{stem}-{link:?}").to_lowercase());
+    let out = profile_dir()
+        .join("capi-tests")
+        .join(format!("{stem}-{link:?}").to_lowercase());
     std::fs::create_dir_all(out.parent().unwrap()).unwrap();
     let root = repo_root();
     let mut cmd = Command::new(compiler);
-    cmd.args(["-O1", "-g", "-fno-builtin", "-Wall", "-Wextra", "-pthread", "-I"]);
-    cmd.arg(root.join("include")).arg("-o").arg(&out).arg(root.join("tests/c").join(src));
+    cmd.args([
+        "-O1",
+        "-g",
+        "-fno-builtin",
+        "-Wall",
+        "-Wextra",
+        "-pthread",
+        "-I",
+    ]);
+    cmd.arg(root.join("include"))
+        .arg("-o")
+        .arg(&out)
+        .arg(root.join("tests/c").join(src));
     match link {
         Link::Shared => {
             cmd.arg("-L").arg(lib).arg("-ltinymalloc");
@@ -108,7 +136,15 @@ pub fn compile(src: &str, link: Link) -> PathBuf {
         }
         Link::Static => {
             cmd.arg(lib.join("libtinymalloc.a"));
-            cmd.args(["-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl", "-lc"]);
+            cmd.args([
+                "-lgcc_s",
+                "-lutil",
+                "-lrt",
+                "-lpthread",
+                "-lm",
+                "-ldl",
+                "-lc",
+            ]);
         }
         Link::Preload => {
             cmd.arg("-DTM_PRELOAD");
@@ -150,8 +186,12 @@ impl Outcome {
 /// Runs `cmd` to completion with `stdin` as input, killing it after
 /// `limit` (a hang is a failure, reported with what it printed).
 pub fn run(cmd: &mut Command, stdin: &[u8], limit: Duration) -> Outcome {
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     let input = stdin.to_vec();
     let mut pipe = child.stdin.take().unwrap();
     let writer = std::thread::spawn(move || {
@@ -201,5 +241,9 @@ pub fn wait_with_limit(
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    (status, out_reader.join().unwrap(), err_reader.join().unwrap())
+    (
+        status,
+        out_reader.join().unwrap(),
+        err_reader.join().unwrap(),
+    )
 }
