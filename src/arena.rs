@@ -14,8 +14,8 @@
 //! `nabandoned` equals the length of the abandoned list.
 
 use crate::large::LargeSeg;
-use crate::segment::{self, Segment};
 use crate::segmap::{self, Kind, CHUNK};
+use crate::segment::{self, Segment};
 use crate::sync::SpinLock;
 use crate::{options, os, stats};
 use core::cell::UnsafeCell;
@@ -83,7 +83,11 @@ static NEXT: AtomicUsize = AtomicUsize::new(0);
 /// Sets the number of arenas (once, at global initialisation).
 pub fn init() {
     let want = options::get(options::Opt::Arenas);
-    let n = if want <= 0 { os::ncpus() } else { want as usize };
+    let n = if want <= 0 {
+        os::ncpus()
+    } else {
+        want as usize
+    };
     NARENAS.store(n.clamp(1, MAX_ARENAS), Ordering::Relaxed);
 }
 
@@ -115,7 +119,10 @@ pub fn take_cached_locked(inner: &mut Inner) -> Option<(*mut u8, bool)> {
         return None;
     }
     inner.ncache -= 1;
-    Some((inner.cache[inner.ncache], inner.cache_due[inner.ncache] == 0))
+    Some((
+        inner.cache[inner.ncache],
+        inner.cache_due[inner.ncache] == 0,
+    ))
 }
 
 /// Maps a new 4 MiB-aligned segment from the OS (null when refused).
@@ -202,7 +209,8 @@ pub fn purge_due_locked(inner: &mut Inner, force: bool) -> bool {
         unsafe {
             any |= segment::purge_due(seg, now, force) > 0;
             let due = (*seg).purge_at;
-            if (*seg).purge_pages != 0 && due != segment::NEVER && (next_due == 0 || due < next_due) {
+            if (*seg).purge_pages != 0 && due != segment::NEVER && (next_due == 0 || due < next_due)
+            {
                 next_due = due;
             }
             seg = (*seg).next;

@@ -102,7 +102,10 @@ mod tests {
             }
             for n in [1, 2, 3, 7, 64, 65, 130] {
                 for step in [1, 2, 8, 64] {
-                    assert_eq!(find_clear_run(&words, nbits, n, step), naive_run(&bits, n, step));
+                    assert_eq!(
+                        find_clear_run(&words, nbits, n, step),
+                        naive_run(&bits, n, step)
+                    );
                 }
             }
         }

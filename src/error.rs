@@ -46,7 +46,9 @@ impl Fault {
     fn text(self) -> &'static str {
         match self {
             Fault::DoubleFree => "double free",
-            Fault::Invalid => "invalid pointer (not allocated by tinymalloc, or not the start of a block)",
+            Fault::Invalid => {
+                "invalid pointer (not allocated by tinymalloc, or not the start of a block)"
+            }
             Fault::WrongSize => "size or alignment does not match the block",
         }
     }
@@ -67,7 +69,10 @@ impl Default for LineBuf {
 impl LineBuf {
     /// An empty buffer.
     pub const fn new() -> Self {
-        LineBuf { buf: [0; 256], len: 0 }
+        LineBuf {
+            buf: [0; 256],
+            len: 0,
+        }
     }
 
     /// Empties the buffer.
@@ -207,7 +212,10 @@ mod tests {
     fn report_names_tinymalloc_fault_op_and_address() {
         let l = format(Op::Free, Fault::DoubleFree, 0x7f00_dead_b000);
         let s = core::str::from_utf8(&l.buf[..l.len]).unwrap();
-        assert_eq!(s, "tinymalloc: double free in free(): address 0x7f00deadb000\n");
+        assert_eq!(
+            s,
+            "tinymalloc: double free in free(): address 0x7f00deadb000\n"
+        );
         let l = format(Op::Realloc, Fault::Invalid, 0);
         let s = core::str::from_utf8(&l.buf[..l.len]).unwrap();
         assert!(s.starts_with("tinymalloc: invalid pointer"));

@@ -32,7 +32,10 @@ pub struct PageList {
 }
 
 impl PageList {
-    const EMPTY: PageList = PageList { head: null_mut(), tail: null_mut() };
+    const EMPTY: PageList = PageList {
+        head: null_mut(),
+        tail: null_mut(),
+    };
 
     unsafe fn push_front(&mut self, p: *mut Page) {
         // SAFETY: p and the list's pages are live descriptors of this heap.
@@ -123,7 +126,10 @@ pub struct ClassCount {
 
 impl ClassCount {
     const fn new() -> Self {
-        ClassCount { allocs: AtomicU64::new(0), frees: AtomicU64::new(0) }
+        ClassCount {
+            allocs: AtomicU64::new(0),
+            frees: AtomicU64::new(0),
+        }
     }
 }
 
@@ -473,7 +479,10 @@ unsafe fn purge(hp: &mut Heap, now: u64, force: bool) -> bool {
             unsafe {
                 any |= segment::purge_due(seg, now, force) > 0;
                 let due = (*seg).purge_at;
-                if (*seg).purge_pages != 0 && due != segment::NEVER && (next_due == 0 || due < next_due) {
+                if (*seg).purge_pages != 0
+                    && due != segment::NEVER
+                    && (next_due == 0 || due < next_due)
+                {
                     next_due = (*seg).purge_at;
                 }
                 seg = (*seg).next;

@@ -93,7 +93,8 @@ impl Cache {
 fn cache_take(len: usize) -> Option<(*mut u8, usize, bool)> {
     let (base, have, clean) = with_cache(|c| {
         c.purge(false);
-        let best = (0..c.n).filter(|&i| c.len[i] >= len && c.len[i] / 2 <= len)
+        let best = (0..c.n)
+            .filter(|&i| c.len[i] >= len && c.len[i] / 2 <= len)
             // Best fit; among equals the newest, still warm in memory.
             .min_by_key(|&i| (c.len[i], usize::MAX - i))?;
         Some(c.remove(best))
@@ -217,7 +218,14 @@ pub unsafe fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
         unsafe { core::ptr::write_bytes(b as *mut u8, 0, size) };
     }
     // SAFETY: the header page is the mapping's first page, ours alone.
-    unsafe { (c as *mut Header).write(Header { block: b, usable, map_len: len, align }) };
+    unsafe {
+        (c as *mut Header).write(Header {
+            block: b,
+            usable,
+            map_len: len,
+            align,
+        })
+    };
     segmap::set(c as usize, Kind::Huge);
     stats::note_huge(usable as isize);
     stats::note_huge_count(1);
@@ -242,7 +250,11 @@ fn header_of(p: *mut u8) -> Option<*mut Header> {
 /// `p` is non-null.
 pub unsafe fn free(p: *mut u8, op: Op) {
     let Some(h) = header_of(p) else {
-        let fault = if error::was_freed(p as usize) { Fault::DoubleFree } else { Fault::Invalid };
+        let fault = if error::was_freed(p as usize) {
+            Fault::DoubleFree
+        } else {
+            Fault::Invalid
+        };
         fatal(op, fault, p as usize);
     };
     // SAFETY: h is a live huge header.

@@ -164,7 +164,10 @@ fn take(s: &mut LargeSeg, i: usize, n: usize) -> (*mut u8, bool) {
     }
     s.len[i] = n as u16;
     s.free_count -= n;
-    ((s as *mut LargeSeg as usize + i * os::PAGE) as *mut u8, clean)
+    (
+        (s as *mut LargeSeg as usize + i * os::PAGE) as *mut u8,
+        clean,
+    )
 }
 
 /// The segment and page index of `p`, if `p` is page-aligned past the
@@ -228,12 +231,21 @@ fn schedule_purge(inner: &mut Inner, s: &mut LargeSeg, i: usize, n: usize) {
     let delay = options::purge_delay_ms();
     if delay == 0 {
         // SAFETY: the pages are free.
-        unsafe { os::purge((s as *mut LargeSeg as usize + i * os::PAGE) as *mut u8, n * os::PAGE) };
+        unsafe {
+            os::purge(
+                (s as *mut LargeSeg as usize + i * os::PAGE) as *mut u8,
+                n * os::PAGE,
+            )
+        };
         bitmap::set_range(&mut s.dirty, i, n, false);
     } else {
         // Purged when due, or by trim() whatever the delay (-1: never due).
         bitmap::set_range(&mut s.purge, i, n, true);
-        s.purge_at = if delay > 0 { os::now_ms() + delay as u64 } else { crate::segment::NEVER };
+        s.purge_at = if delay > 0 {
+            os::now_ms() + delay as u64
+        } else {
+            crate::segment::NEVER
+        };
         if delay > 0 && inner.purge_at == 0 {
             inner.purge_at = s.purge_at;
         }
@@ -273,13 +285,20 @@ pub fn purge_due_locked(inner: &mut Inner, now: u64, force: bool) -> (bool, u64)
                 while let Some(lo) = bitmap::next(&s.purge, i, NPAGES, true) {
                     let hi = bitmap::next(&s.purge, lo, NPAGES, false).unwrap_or(NPAGES);
                     // SAFETY: pages in `purge` are free.
-                    unsafe { os::purge((seg as usize + lo * os::PAGE) as *mut u8, (hi - lo) * os::PAGE) };
+                    unsafe {
+                        os::purge(
+                            (seg as usize + lo * os::PAGE) as *mut u8,
+                            (hi - lo) * os::PAGE,
+                        )
+                    };
                     bitmap::set_range(&mut s.dirty, lo, hi - lo, false);
                     i = hi;
                 }
                 s.purge = [0; NWORDS];
                 any = true;
-            } else if s.purge_at != crate::segment::NEVER && (next_due == 0 || s.purge_at < next_due) {
+            } else if s.purge_at != crate::segment::NEVER
+                && (next_due == 0 || s.purge_at < next_due)
+            {
                 next_due = s.purge_at;
             }
         }

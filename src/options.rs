@@ -41,11 +41,41 @@ struct Desc {
 }
 
 const DESCS: [Desc; 5] = [
-    Desc { opt: Opt::Arenas, name: b"TINYMALLOC_ARENAS", default: 0, min: 0, max: 64 },
-    Desc { opt: Opt::PurgeDelayMs, name: b"TINYMALLOC_PURGE_DELAY_MS", default: 10, min: -1, max: 3_600_000 },
-    Desc { opt: Opt::Secure, name: b"TINYMALLOC_SECURE", default: 0, min: 0, max: 1 },
-    Desc { opt: Opt::ShowStats, name: b"TINYMALLOC_SHOW_STATS", default: 0, min: 0, max: 1 },
-    Desc { opt: Opt::Verbose, name: b"TINYMALLOC_VERBOSE", default: 0, min: 0, max: 1 },
+    Desc {
+        opt: Opt::Arenas,
+        name: b"TINYMALLOC_ARENAS",
+        default: 0,
+        min: 0,
+        max: 64,
+    },
+    Desc {
+        opt: Opt::PurgeDelayMs,
+        name: b"TINYMALLOC_PURGE_DELAY_MS",
+        default: 10,
+        min: -1,
+        max: 3_600_000,
+    },
+    Desc {
+        opt: Opt::Secure,
+        name: b"TINYMALLOC_SECURE",
+        default: 0,
+        min: 0,
+        max: 1,
+    },
+    Desc {
+        opt: Opt::ShowStats,
+        name: b"TINYMALLOC_SHOW_STATS",
+        default: 0,
+        min: 0,
+        max: 1,
+    },
+    Desc {
+        opt: Opt::Verbose,
+        name: b"TINYMALLOC_VERBOSE",
+        default: 0,
+        min: 0,
+        max: 1,
+    },
 ];
 
 static VALUES: [AtomicI64; 5] = [

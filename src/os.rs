@@ -87,7 +87,8 @@ pub fn map_aligned(size: usize, align: usize, offset: usize) -> *mut u8 {
     }
     let b = base as usize;
     // First address >= b congruent to `offset` modulo `align`.
-    let start = (b.wrapping_sub(offset).wrapping_add(align - 1) & !(align - 1)).wrapping_add(offset);
+    let start =
+        (b.wrapping_sub(offset).wrapping_add(align - 1) & !(align - 1)).wrapping_add(offset);
     let start = if start < b { start + align } else { start };
     let head = start - b;
     let tail = total - head - size;
@@ -120,13 +121,24 @@ pub unsafe fn remap_in_place(p: *mut u8, old: usize, new: usize) -> bool {
 pub unsafe fn remap_to(p: *mut u8, old: usize, new: usize, target: *mut u8) -> bool {
     let _e = KeepErrno::new();
     // SAFETY: as the caller guarantees.
-    let r = unsafe { libc::mremap(p.cast(), old, new, libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED, target) };
+    let r = unsafe {
+        libc::mremap(
+            p.cast(),
+            old,
+            new,
+            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+            target,
+        )
+    };
     r != libc::MAP_FAILED
 }
 
 /// Milliseconds from a monotonic clock (coarse: a vDSO read, no syscall).
 pub fn now_ms() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: ts is a valid out-parameter.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
     ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000

@@ -234,7 +234,9 @@ mod tests {
         let mut rows: Vec<AtomicU64> = (0..2 * WORDS).map(|_| AtomicU64::new(!0)).collect();
         for bsize in [16, 48, 80, 1280, 32768] {
             let p = page_with_rows(&mut rows, bsize);
-            let total: u32 = (0..WORDS).map(|w| p.free_word(w).load(Relaxed).count_ones()).sum();
+            let total: u32 = (0..WORDS)
+                .map(|w| p.free_word(w).load(Relaxed).count_ones())
+                .sum();
             assert_eq!(total as usize, (65536 / bsize).min(4096));
             assert_eq!(total, p.cap);
             assert!((0..WORDS).all(|w| p.xfree_word(w).load(Relaxed) == 0));
@@ -259,7 +261,8 @@ mod tests {
             let bsize = crate::size_class::class_size(c);
             let p = page_with_rows(&mut rows, bsize);
             for off in 0..crate::segment::PAGE_SIZE {
-                let want = (off % bsize == 0 && off / bsize < p.cap as usize).then_some(off / bsize);
+                let want =
+                    (off % bsize == 0 && off / bsize < p.cap as usize).then_some(off / bsize);
                 assert_eq!(p.block_at(off), want, "bsize {bsize} off {off}");
             }
         }

@@ -101,7 +101,12 @@ pub fn segment_of(p: usize) -> *mut Segment {
 ///
 /// # Safety
 /// `base` is a 4 MiB-aligned mapping of 4 MiB that nothing else uses.
-pub unsafe fn init(base: *mut u8, owner: *mut Heap, arena: *mut crate::arena::Arena, clean: bool) -> *mut Segment {
+pub unsafe fn init(
+    base: *mut u8,
+    owner: *mut Heap,
+    arena: *mut crate::arena::Arena,
+    clean: bool,
+) -> *mut Segment {
     let seg = base as *mut Segment;
     // SAFETY: the header lies in the segment's metadata pages, ours alone.
     unsafe {
@@ -179,7 +184,11 @@ pub unsafe fn retire_page(seg: *mut Segment, page: *mut Page, now: u64, delay_ms
     } else {
         // Purged when due, or by trim() whatever the delay (-1: never due).
         s.purge_pages |= bit;
-        s.purge_at = if delay_ms > 0 { now + delay_ms as u64 } else { NEVER };
+        s.purge_at = if delay_ms > 0 {
+            now + delay_ms as u64
+        } else {
+            NEVER
+        };
     }
     s.used_pages == 0
 }
@@ -204,7 +213,11 @@ pub unsafe fn purge_due(seg: *mut Segment, now: u64, force: bool) -> usize {
         // SAFETY: these pages are unused.
         unsafe { crate::os::purge((seg as usize + lo * PAGE_SIZE) as *mut u8, run * PAGE_SIZE) };
         bytes += run * PAGE_SIZE;
-        let bits = if run == 64 { !0 } else { ((1u64 << run) - 1) << lo };
+        let bits = if run == 64 {
+            !0
+        } else {
+            ((1u64 << run) - 1) << lo
+        };
         m &= !bits;
         s.dirty_pages &= !bits;
     }
@@ -317,7 +330,8 @@ pub unsafe fn usable(p: *mut u8) -> Option<usize> {
     let pg = &s.pages[(a >> PAGE_SHIFT) & (PAGES - 1)];
     let i = pg.block_at(a & (PAGE_SIZE - 1))?;
     let m = 1u64 << (i % 64);
-    let free = pg.free_word(i / 64).load(Ordering::Relaxed) | pg.xfree_word(i / 64).load(Ordering::Relaxed);
+    let free = pg.free_word(i / 64).load(Ordering::Relaxed)
+        | pg.xfree_word(i / 64).load(Ordering::Relaxed);
     (free & m == 0).then_some(pg.bsize)
 }
 

@@ -89,7 +89,10 @@ mod tests {
             let c = class_of(size).max(1);
             assert!(c < NUM_CLASSES);
             assert!(class_size(c) >= size, "size {size}");
-            assert!(c == 1 || class_size(c - 1) < size, "size {size} not smallest");
+            assert!(
+                c == 1 || class_size(c - 1) < size,
+                "size {size} not smallest"
+            );
             if size > SMALL_MAX {
                 let waste = class_size(c) - size;
                 assert!(waste * 5 <= class_size(c), "size {size} wastes {waste}");
@@ -119,7 +122,11 @@ mod tests {
             let s = class_size(c);
             let r = recip(s) as u64;
             for off in 0..(1usize << 16) {
-                assert_eq!(((off as u64 * r) >> 32) as usize, off / s, "class {s} off {off}");
+                assert_eq!(
+                    ((off as u64 * r) >> 32) as usize,
+                    off / s,
+                    "class {s} off {off}"
+                );
             }
         }
     }

@@ -114,7 +114,10 @@ pub fn resident_bytes() -> usize {
     let mut buf = [0u8; 128];
     // SAFETY: a NUL-terminated path and a stack buffer.
     let n = unsafe {
-        let fd = libc::open(c"/proc/self/statm".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        let fd = libc::open(
+            c"/proc/self/statm".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        );
         if fd < 0 {
             return 0;
         }
@@ -130,7 +133,11 @@ pub fn resident_bytes() -> usize {
     let _size = fields.next();
     let pages = fields
         .next()
-        .map(|f| f.iter().take_while(|b| b.is_ascii_digit()).fold(0usize, |a, &d| a * 10 + (d - b'0') as usize))
+        .map(|f| {
+            f.iter()
+                .take_while(|b| b.is_ascii_digit())
+                .fold(0usize, |a, &d| a * 10 + (d - b'0') as usize)
+        })
         .unwrap_or(0);
     pages * crate::os::PAGE
 }

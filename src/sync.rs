@@ -15,7 +15,9 @@ pub struct SpinLock {
 impl SpinLock {
     /// An unlocked lock.
     pub const fn new() -> Self {
-        SpinLock { locked: AtomicBool::new(false) }
+        SpinLock {
+            locked: AtomicBool::new(false),
+        }
     }
 
     /// Acquires the lock, spinning then yielding until it is free.
@@ -100,7 +102,10 @@ mod tests {
         }
         // SAFETY: value is only touched with the lock held.
         unsafe impl Sync for Shared {}
-        let s = Arc::new(Shared { lock: SpinLock::new(), value: 0.into() });
+        let s = Arc::new(Shared {
+            lock: SpinLock::new(),
+            value: 0.into(),
+        });
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let s = s.clone();

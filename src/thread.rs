@@ -147,7 +147,10 @@ pub fn global_init() {
     if INIT.load(Ordering::Acquire) == 2 {
         return;
     }
-    if INIT.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+    if INIT
+        .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+    {
         options::init();
         arena::init();
         // SAFETY: KEY is written once, here, before INIT becomes 2.
