@@ -37,6 +37,43 @@ pub struct Inner {
     pub purge_at: u64,
     /// The arena's large segments (doubly linked).
     pub large: *mut LargeSeg,
+    /// Bytes and number of live large blocks of this arena.
+    pub large_bytes: usize,
+    /// Number of live large blocks.
+    pub large_count: usize,
+    /// Recently freed large block addresses (to name a later double free
+    /// of a block whose segment went back to the OS).
+    freed: [usize; FREED_RING],
+    freed_pos: usize,
+}
+
+const FREED_RING: usize = 64;
+
+impl Inner {
+    /// Remembers a freed large block.
+    pub fn remember_freed(&mut self, p: usize) {
+        self.freed[self.freed_pos % FREED_RING] = p;
+        self.freed_pos = self.freed_pos.wrapping_add(1);
+    }
+}
+
+/// True when some arena recently freed a large block at `p` (error path).
+pub fn recently_freed_large(p: usize) -> bool {
+    ARENAS[..count()]
+        .iter()
+        .any(|a| a.with(|inner| inner.freed.contains(&p)))
+}
+
+/// Bytes and number of live large blocks, over all arenas.
+pub fn large_totals() -> (usize, usize) {
+    let mut t = (0, 0);
+    for a in &ARENAS[..count()] {
+        a.with(|inner| {
+            t.0 += inner.large_bytes;
+            t.1 += inner.large_count;
+        });
+    }
+    t
 }
 
 /// An arena.
@@ -62,6 +99,10 @@ impl Arena {
                 ncache: 0,
                 purge_at: 0,
                 large: null_mut(),
+                large_bytes: 0,
+                large_count: 0,
+                freed: [0; FREED_RING],
+                freed_pos: 0,
             }),
         }
     }

@@ -250,11 +250,12 @@ fn header_of(p: *mut u8) -> Option<*mut Header> {
 /// `p` is non-null.
 pub unsafe fn free(p: *mut u8, op: Op) {
     let Some(h) = header_of(p) else {
-        let fault = if error::was_freed(p as usize) {
-            Fault::DoubleFree
-        } else {
-            Fault::Invalid
-        };
+        let fault =
+            if error::was_freed(p as usize) || crate::arena::recently_freed_large(p as usize) {
+                Fault::DoubleFree
+            } else {
+                Fault::Invalid
+            };
         fatal(op, fault, p as usize);
     };
     // SAFETY: h is a live huge header.

@@ -19,7 +19,7 @@
 
 use crate::arena::{self, Arena, Inner};
 use crate::bitmap;
-use crate::error::{self, fatal, Fault, Op};
+use crate::error::{fatal, Fault, Op};
 use crate::segmap::{self, Kind, CHUNK};
 use crate::{options, os, stats, thread};
 use core::ptr::null_mut;
@@ -88,6 +88,8 @@ pub unsafe fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
             unsafe {
                 if (*seg).free_count >= n {
                     if let Some(i) = bitmap::find_clear_run(&(*seg).used, NPAGES, n, step) {
+                        inner.large_bytes += n * os::PAGE;
+                        inner.large_count += 1;
                         return Some(take(&mut *seg, i, n));
                     }
                 }
@@ -102,6 +104,8 @@ pub unsafe fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
         // SAFETY: a fresh segment has room for any fitting block.
         unsafe {
             let i = bitmap::find_clear_run(&(*seg).used, NPAGES, n, step)?;
+            inner.large_bytes += n * os::PAGE;
+            inner.large_count += 1;
             Some(take(&mut *seg, i, n))
         }
     });
@@ -112,8 +116,6 @@ pub unsafe fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
         // SAFETY: the block spans n pages owned by the caller now.
         unsafe { core::ptr::write_bytes(p, 0, size) };
     }
-    stats::note_large((n * os::PAGE) as isize);
-    stats::note_large_count(1);
     p
 }
 
@@ -182,9 +184,9 @@ fn locate(p: *mut u8) -> Option<(*mut LargeSeg, usize)> {
     Some((base as *mut LargeSeg, off / os::PAGE))
 }
 
-/// Why `p` (page `i`) is not a live block start. Lock held.
-fn fault_at(s: &LargeSeg, i: usize, p: *mut u8) -> Fault {
-    if !bitmap::get(&s.used, i) && (s.len[i] != 0 || error::was_freed(p as usize)) {
+/// Why page `i` does not start a live block. Lock held.
+fn fault_at(s: &LargeSeg, i: usize) -> Fault {
+    if !bitmap::get(&s.used, i) && s.len[i] != 0 {
         Fault::DoubleFree
     } else {
         Fault::Invalid
@@ -201,17 +203,19 @@ pub unsafe fn free(p: *mut u8, op: Op) {
     };
     // SAFETY: the chunk map says a large segment is mapped at seg.
     let arena = unsafe { &*(*seg).arena };
-    let n = arena.with(|inner| {
+    arena.with(|inner| {
         // SAFETY: guarded by the arena lock.
         let s = unsafe { &mut *seg };
         if !bitmap::get(&s.starts, i) {
-            fatal(op, fault_at(s, i, p), p as usize);
+            fatal(op, fault_at(s, i), p as usize);
         }
         let n = s.len[i] as usize;
         bitmap::set_range(&mut s.used, i, n, false);
         bitmap::set_range(&mut s.starts, i, 1, false);
         s.free_count += n;
-        error::remember_freed(p as usize);
+        inner.remember_freed(p as usize);
+        inner.large_bytes -= n * os::PAGE;
+        inner.large_count -= 1;
         if s.free_count == NPAGES - 1 {
             // SAFETY: the segment is empty; unlink and release it.
             unsafe { unlink(inner, seg) };
@@ -220,10 +224,7 @@ pub unsafe fn free(p: *mut u8, op: Op) {
             schedule_purge(inner, s, i, n);
         }
         arena::purge_due_locked(inner, false);
-        n
     });
-    stats::note_large(-((n * os::PAGE) as isize));
-    stats::note_large_count(-1);
 }
 
 /// Purges freed pages now or marks them for the delayed purge. Lock held.
@@ -349,7 +350,7 @@ pub unsafe fn resize_in_place(p: *mut u8, size: usize) -> bool {
             s.free_count += n - want;
             s.len[i] = want as u16;
             schedule_purge(inner, s, i + want, n - want);
-            stats::note_large(-(((n - want) * os::PAGE) as isize));
+            inner.large_bytes -= (n - want) * os::PAGE;
             return true;
         }
         if i + want > NPAGES || !bitmap::range_clear(&s.used, i + n, want - n) {
@@ -360,7 +361,7 @@ pub unsafe fn resize_in_place(p: *mut u8, size: usize) -> bool {
         bitmap::set_range(&mut s.dirty, i + n, want - n, true);
         s.free_count -= want - n;
         s.len[i] = want as u16;
-        stats::note_large(((want - n) * os::PAGE) as isize);
+        inner.large_bytes += (want - n) * os::PAGE;
         true
     })
 }

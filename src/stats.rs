@@ -7,11 +7,9 @@ use core::sync::atomic::{AtomicIsize, AtomicU64, AtomicUsize, Ordering::Relaxed}
 static RESERVED: AtomicIsize = AtomicIsize::new(0);
 static SEGMENTS: AtomicIsize = AtomicIsize::new(0);
 static HUGE_BYTES: AtomicIsize = AtomicIsize::new(0);
-static LARGE_BYTES: AtomicIsize = AtomicIsize::new(0);
 static THREADS: AtomicIsize = AtomicIsize::new(0);
 static PURGED: AtomicUsize = AtomicUsize::new(0);
 static PURGES: AtomicUsize = AtomicUsize::new(0);
-static LARGE_COUNT: AtomicIsize = AtomicIsize::new(0);
 static HUGE_COUNT: AtomicIsize = AtomicIsize::new(0);
 /// Cross-thread frees by threads that have no heap of their own.
 static ORPHAN_FREES: [AtomicU64; NUM_CLASSES] = [const { AtomicU64::new(0) }; NUM_CLASSES];
@@ -87,11 +85,11 @@ pub fn stats() -> Stats {
         cs.live = cs.allocs.saturating_sub(cs.frees);
         small_in_use += cs.live as usize * cs.block_size;
     }
-    let large_in_use = LARGE_BYTES.load(Relaxed).max(0) as usize;
+    let (large_in_use, large_blocks) = crate::arena::large_totals();
     let huge_in_use = HUGE_BYTES.load(Relaxed).max(0) as usize;
     Stats {
         small_in_use,
-        large_blocks: LARGE_COUNT.load(Relaxed).max(0) as usize,
+        large_blocks,
         huge_blocks: HUGE_COUNT.load(Relaxed).max(0) as usize,
         in_use: small_in_use + large_in_use + huge_in_use,
         classes,
@@ -148,14 +146,8 @@ pub(crate) fn note_reserved(delta: isize) {
 pub(crate) fn note_segment(delta: isize) {
     SEGMENTS.fetch_add(delta, Relaxed);
 }
-pub(crate) fn note_large(delta: isize) {
-    LARGE_BYTES.fetch_add(delta, Relaxed);
-}
 pub(crate) fn note_huge(delta: isize) {
     HUGE_BYTES.fetch_add(delta, Relaxed);
-}
-pub(crate) fn note_large_count(delta: isize) {
-    LARGE_COUNT.fetch_add(delta, Relaxed);
 }
 pub(crate) fn note_huge_count(delta: isize) {
     HUGE_COUNT.fetch_add(delta, Relaxed);
