@@ -47,7 +47,7 @@ pub struct Inner {
     freed_pos: usize,
 }
 
-const FREED_RING: usize = 64;
+const FREED_RING: usize = 256;
 
 impl Inner {
     /// Remembers a freed large block.
