@@ -1,0 +1,469 @@
+//! Results: medians, ratios to the baseline, text tables and CSV.
+
+use crate::stats::{geomean, median};
+use crate::workloads;
+use std::fmt::Write as _;
+
+/// What one successful run measured.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Measured {
+    /// Seconds the workload took inside the worker.
+    pub seconds: f64,
+    /// Peak resident set of the worker process (KiB, from wait4).
+    pub peak_rss_kib: u64,
+    /// Allocations performed.
+    pub ops: u64,
+    /// The workload's checksum.
+    pub checksum: u64,
+}
+
+/// One worker process.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Run {
+    /// Workload name.
+    pub workload: String,
+    /// Allocator label.
+    pub allocator: String,
+    /// Thread count.
+    pub threads: usize,
+    /// Repetition index, from 1.
+    pub rep: usize,
+    /// The measurement, or why the run failed.
+    pub result: Result<Measured, String>,
+}
+
+/// The median of one (workload, threads, allocator) cell.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Stat {
+    /// Every repetition succeeded.
+    Ok {
+        /// Median seconds.
+        seconds: f64,
+        /// Median peak RSS in KiB.
+        rss_kib: f64,
+        /// Allocations per run.
+        ops: u64,
+    },
+    /// At least one repetition failed; the first reason.
+    Failed(String),
+    /// Not run.
+    Missing,
+}
+
+/// All results of a suite run.
+pub struct Report {
+    /// Every run, in the order they ran.
+    pub runs: Vec<Run>,
+    /// (workload, threads) cells, in report order.
+    pub cells: Vec<(String, usize)>,
+    /// Allocator labels, in column order.
+    pub allocators: Vec<String>,
+    /// The allocator ratios are relative to.
+    pub baseline: String,
+    /// `stats[cell][allocator]`.
+    pub stats: Vec<Vec<Stat>>,
+}
+
+impl Report {
+    /// Computes the medians.
+    pub fn new(
+        runs: Vec<Run>,
+        cells: Vec<(String, usize)>,
+        allocators: Vec<String>,
+        baseline: String,
+    ) -> Report {
+        let stats = cells
+            .iter()
+            .map(|(w, t)| {
+                allocators
+                    .iter()
+                    .map(|a| {
+                        let mine: Vec<&Run> = runs
+                            .iter()
+                            .filter(|r| &r.workload == w && r.threads == *t && &r.allocator == a)
+                            .collect();
+                        if mine.is_empty() {
+                            return Stat::Missing;
+                        }
+                        if let Some(Err(e)) = mine.iter().map(|r| &r.result).find(|r| r.is_err()) {
+                            return Stat::Failed(e.clone());
+                        }
+                        let ok: Vec<Measured> =
+                            mine.iter().filter_map(|r| r.result.clone().ok()).collect();
+                        let secs: Vec<f64> = ok.iter().map(|m| m.seconds).collect();
+                        let rss: Vec<f64> = ok.iter().map(|m| m.peak_rss_kib as f64).collect();
+                        Stat::Ok {
+                            seconds: median(&secs),
+                            rss_kib: median(&rss),
+                            ops: ok[0].ops,
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        Report {
+            runs,
+            cells,
+            allocators,
+            baseline,
+            stats,
+        }
+    }
+
+    fn base_index(&self) -> Option<usize> {
+        self.allocators.iter().position(|a| *a == self.baseline)
+    }
+
+    /// (time ratio, RSS ratio) of allocator `a` to the baseline in `cell`.
+    pub fn ratios(&self, cell: usize, a: usize) -> Option<(f64, f64)> {
+        let b = self.base_index()?;
+        match (&self.stats[cell][a], &self.stats[cell][b]) {
+            (
+                Stat::Ok {
+                    seconds, rss_kib, ..
+                },
+                Stat::Ok {
+                    seconds: bs,
+                    rss_kib: br,
+                    ..
+                },
+            ) if *bs > 0.0 && *br > 0.0 => Some((seconds / bs, rss_kib / br)),
+            _ => None,
+        }
+    }
+
+    /// Geometric means of (time ratio, RSS ratio) of allocator `a` over the
+    /// cells where it and the baseline both succeeded, and that count.
+    pub fn geomeans(&self, a: usize) -> (f64, f64, usize) {
+        let (t, r): (Vec<f64>, Vec<f64>) = (0..self.cells.len())
+            .filter_map(|c| self.ratios(c, a))
+            .unzip();
+        (geomean(&t), geomean(&r), t.len())
+    }
+
+    /// Failed cells, as "workload t=N allocator: reason".
+    pub fn failures(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (c, (w, t)) in self.cells.iter().enumerate() {
+            for (a, name) in self.allocators.iter().enumerate() {
+                if let Stat::Failed(e) = &self.stats[c][a] {
+                    out.push(format!("{w} t={t} {name}: {e}"));
+                }
+            }
+        }
+        out
+    }
+
+    /// Cells whose successful runs disagree on (ops, checksum): all
+    /// allocators must do exactly the same work.
+    pub fn checksum_mismatches(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (w, t) in &self.cells {
+            let mut seen: Vec<(u64, u64, Vec<String>)> = Vec::new();
+            for r in self
+                .runs
+                .iter()
+                .filter(|r| &r.workload == w && r.threads == *t)
+            {
+                if let Ok(m) = &r.result {
+                    match seen.iter_mut().find(|s| (s.0, s.1) == (m.ops, m.checksum)) {
+                        Some(s) if !s.2.contains(&r.allocator) => s.2.push(r.allocator.clone()),
+                        Some(_) => {}
+                        None => seen.push((m.ops, m.checksum, vec![r.allocator.clone()])),
+                    }
+                }
+            }
+            if seen.len() > 1 {
+                let parts: Vec<String> = seen
+                    .iter()
+                    .map(|(o, c, a)| format!("ops={o} checksum={c:#x} from {}", a.join("/")))
+                    .collect();
+                out.push(format!("{w} t={t}: {}", parts.join("; ")));
+            }
+        }
+        out
+    }
+
+    /// One table per workload: rows per (threads, allocator).
+    pub fn tables(&self) -> String {
+        let mut s = format!(
+            "per workload: median of the repetitions; ratio = value / {}'s (lower is better)\n",
+            self.baseline
+        );
+        let width = self
+            .allocators
+            .iter()
+            .map(|a| a.len())
+            .max()
+            .unwrap_or(9)
+            .max(9);
+        let mut last = "";
+        for (c, (w, t)) in self.cells.iter().enumerate() {
+            if w != last {
+                last = w;
+                let about = workloads::find(w).map(|x| x.about).unwrap_or("");
+                let _ = writeln!(s, "\n{w}: {about}");
+                let _ = writeln!(
+                    s,
+                    "  threads  {:<width$}  {:>9}  {:>7}  {:>9}  {:>9}  {:>7}",
+                    "allocator", "time (s)", "ratio", "allocs/s", "peak MiB", "ratio",
+                );
+            }
+            for (a, name) in self.allocators.iter().enumerate() {
+                let _ = write!(s, "  {t:>7}  {name:<width$}  ");
+                match &self.stats[c][a] {
+                    Stat::Ok {
+                        seconds,
+                        rss_kib,
+                        ops,
+                    } => {
+                        let (tr, rr) = self
+                            .ratios(c, a)
+                            .map(|(x, y)| (format!("{x:.2}x"), format!("{y:.2}x")))
+                            .unwrap_or_else(|| ("-".into(), "-".into()));
+                        let _ = writeln!(
+                            s,
+                            "{seconds:>9.4}  {tr:>7}  {:>9}  {:>9.1}  {rr:>7}",
+                            rate(*ops as f64 / seconds),
+                            rss_kib / 1024.0,
+                        );
+                    }
+                    Stat::Failed(e) => {
+                        let _ = writeln!(s, "FAILED: {e}");
+                    }
+                    Stat::Missing => {
+                        let _ = writeln!(s, "-");
+                    }
+                }
+            }
+        }
+        s
+    }
+
+    /// Geometric means of the ratios per allocator.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        let width = self
+            .allocators
+            .iter()
+            .map(|a| a.len())
+            .max()
+            .unwrap_or(9)
+            .max(9);
+        let _ = writeln!(
+            s,
+            "\nsummary: geometric means of ratios to {} over all cells (lower is better)",
+            self.baseline
+        );
+        let _ = writeln!(
+            s,
+            "  {:<width$}  {:>8}  {:>8}  {:>5}  {:>6}",
+            "allocator", "time", "peak RSS", "cells", "failed"
+        );
+        for (a, name) in self.allocators.iter().enumerate() {
+            let (t, r, n) = self.geomeans(a);
+            let failed = (0..self.cells.len())
+                .filter(|&c| matches!(self.stats[c][a], Stat::Failed(_)))
+                .count();
+            let f = |x: f64| {
+                if x.is_nan() {
+                    "-".to_string()
+                } else {
+                    format!("{x:.3}x")
+                }
+            };
+            let _ = writeln!(
+                s,
+                "  {name:<width$}  {:>8}  {:>8}  {n:>5}  {failed:>6}",
+                f(t),
+                f(r)
+            );
+        }
+        s
+    }
+
+    /// Every run: `workload,allocator,threads,rep,seconds,peak_rss_kib,ops,checksum,status`.
+    pub fn runs_csv(&self) -> String {
+        let mut s = String::from(
+            "workload,allocator,threads,rep,seconds,peak_rss_kib,ops,checksum,status\n",
+        );
+        for r in &self.runs {
+            let _ = match &r.result {
+                Ok(m) => writeln!(
+                    s,
+                    "{},{},{},{},{:.6},{},{},{:#x},ok",
+                    csv(&r.workload),
+                    csv(&r.allocator),
+                    r.threads,
+                    r.rep,
+                    m.seconds,
+                    m.peak_rss_kib,
+                    m.ops,
+                    m.checksum
+                ),
+                Err(e) => writeln!(
+                    s,
+                    "{},{},{},{},,,,,{}",
+                    csv(&r.workload),
+                    csv(&r.allocator),
+                    r.threads,
+                    r.rep,
+                    csv(&format!("FAILED: {e}"))
+                ),
+            };
+        }
+        s
+    }
+
+    /// Medians and ratios: `workload,allocator,threads,seconds,peak_rss_kib,time_ratio,rss_ratio,status`.
+    pub fn medians_csv(&self) -> String {
+        let mut s = String::from(
+            "workload,allocator,threads,seconds,peak_rss_kib,time_ratio,rss_ratio,status\n",
+        );
+        for (c, (w, t)) in self.cells.iter().enumerate() {
+            for (a, name) in self.allocators.iter().enumerate() {
+                let (tr, rr) = self
+                    .ratios(c, a)
+                    .map(|(x, y)| (format!("{x:.4}"), format!("{y:.4}")))
+                    .unwrap_or_default();
+                let _ = match &self.stats[c][a] {
+                    Stat::Ok {
+                        seconds, rss_kib, ..
+                    } => writeln!(
+                        s,
+                        "{},{},{t},{seconds:.6},{rss_kib:.0},{tr},{rr},ok",
+                        csv(w),
+                        csv(name)
+                    ),
+                    Stat::Failed(e) => writeln!(
+                        s,
+                        "{},{},{t},,,,,{}",
+                        csv(w),
+                        csv(name),
+                        csv(&format!("FAILED: {e}"))
+                    ),
+                    Stat::Missing => Ok(()),
+                };
+            }
+        }
+        s
+    }
+}
+
+/// A rate with an SI suffix: `12.3M`, `950k`, `81.0`.
+fn rate(x: f64) -> String {
+    if !x.is_finite() {
+        "-".into()
+    } else if x >= 1e9 {
+        format!("{:.2}G", x / 1e9)
+    } else if x >= 1e6 {
+        format!("{:.2}M", x / 1e6)
+    } else if x >= 1e3 {
+        format!("{:.1}k", x / 1e3)
+    } else {
+        format!("{x:.1}")
+    }
+}
+
+/// Quotes a CSV field when needed.
+pub fn csv(field: &str) -> String {
+    if field.contains([',', '"', '\n', '\r']) {
+        format!(
+            "\"{}\"",
+            field.replace('"', "\"\"").replace(['\n', '\r'], " ")
+        )
+    } else {
+        field.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(alloc: &str, threads: usize, rep: usize, secs: f64, rss: u64) -> Run {
+        Run {
+            workload: "larson".into(),
+            allocator: alloc.into(),
+            threads,
+            rep,
+            result: Ok(Measured {
+                seconds: secs,
+                peak_rss_kib: rss,
+                ops: 100,
+                checksum: 7,
+            }),
+        }
+    }
+
+    fn sample() -> Report {
+        let mut runs = vec![
+            run("tinymalloc", 1, 1, 1.0, 1000),
+            run("tinymalloc", 1, 2, 3.0, 1000),
+            run("tinymalloc", 1, 3, 2.0, 1000),
+            run("mimalloc", 1, 1, 4.0, 2000),
+            run("mimalloc", 1, 2, 4.0, 2000),
+            run("mimalloc", 1, 3, 4.0, 2000),
+            run("mimalloc", 2, 1, 1.0, 500),
+        ];
+        runs.push(Run {
+            result: Err("killed by signal 6 (SIGABRT)".into()),
+            ..run("tinymalloc", 2, 1, 0.0, 0)
+        });
+        Report::new(
+            runs,
+            vec![("larson".into(), 1), ("larson".into(), 2)],
+            vec!["tinymalloc".into(), "mimalloc".into()],
+            "mimalloc".into(),
+        )
+    }
+
+    #[test]
+    fn medians_ratios_geomeans() {
+        let r = sample();
+        assert_eq!(r.ratios(0, 0), Some((0.5, 0.5)));
+        assert_eq!(r.ratios(0, 1), Some((1.0, 1.0)));
+        assert_eq!(r.ratios(1, 0), None);
+        let (t, m, n) = r.geomeans(0);
+        assert_eq!((t, m, n), (0.5, 0.5, 1));
+        assert_eq!(r.failures().len(), 1);
+        assert!(r.checksum_mismatches().is_empty());
+        let text = r.tables() + &r.summary();
+        assert!(text.contains("FAILED: killed by signal 6"));
+        assert!(text.contains("0.500x"));
+    }
+
+    #[test]
+    fn csv_output() {
+        let r = sample();
+        let runs = r.runs_csv();
+        let mut lines = runs.lines();
+        assert!(lines
+            .next()
+            .unwrap()
+            .starts_with("workload,allocator,threads,rep,seconds,peak_rss_kib"));
+        assert_eq!(
+            lines.next().unwrap(),
+            "larson,tinymalloc,1,1,1.000000,1000,100,0x7,ok"
+        );
+        assert_eq!(runs.lines().count(), 9);
+        let med = r.medians_csv();
+        assert!(med.contains("larson,tinymalloc,1,2.000000,1000,0.5000,0.5000,ok"));
+        assert_eq!(csv("a,b"), "\"a,b\"");
+        assert_eq!(
+            (rate(81.0), rate(950e3), rate(12.34e6)),
+            ("81.0".into(), "950.0k".into(), "12.34M".into())
+        );
+        assert_eq!(csv("say \"x\""), "\"say \"\"x\"\"\"");
+    }
+
+    #[test]
+    fn mismatch_detected() {
+        let mut r = sample();
+        if let Ok(m) = &mut r.runs[3].result {
+            m.checksum = 8;
+        }
+        let r = Report::new(r.runs, r.cells, r.allocators, r.baseline);
+        assert_eq!(r.checksum_mismatches().len(), 1);
+    }
+}
