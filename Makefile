@@ -11,6 +11,7 @@
 
 PREFIX     ?= /usr/local
 LIBDIR     ?= $(PREFIX)/lib
+BINDIR     ?= $(PREFIX)/bin
 INCLUDEDIR ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 DESTDIR    ?=
@@ -39,14 +40,16 @@ $(BUILD_DIR)/tinymalloc.pc: tinymalloc.pc.in build
 	    tinymalloc.pc.in > $@
 
 install: build $(BUILD_DIR)/tinymalloc.pc
-	$(INSTALL) -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
+	$(INSTALL) -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(BINDIR)
+	$(INSTALL) -m 755 $(BUILD_DIR)/tinymalloc $(DESTDIR)$(BINDIR)/tinymalloc
 	$(INSTALL) -m 755 $(BUILD_DIR)/libtinymalloc.so $(DESTDIR)$(LIBDIR)/libtinymalloc.so
 	$(INSTALL) -m 644 $(BUILD_DIR)/libtinymalloc.a $(DESTDIR)$(LIBDIR)/libtinymalloc.a
 	$(INSTALL) -m 644 include/tinymalloc.h $(DESTDIR)$(INCLUDEDIR)/tinymalloc.h
 	$(INSTALL) -m 644 $(BUILD_DIR)/tinymalloc.pc $(DESTDIR)$(PKGCONFIGDIR)/tinymalloc.pc
 
 uninstall:
-	rm -f $(DESTDIR)$(LIBDIR)/libtinymalloc.so $(DESTDIR)$(LIBDIR)/libtinymalloc.a \
+	rm -f $(DESTDIR)$(BINDIR)/tinymalloc \
+	      $(DESTDIR)$(LIBDIR)/libtinymalloc.so $(DESTDIR)$(LIBDIR)/libtinymalloc.a \
 	      $(DESTDIR)$(INCLUDEDIR)/tinymalloc.h $(DESTDIR)$(PKGCONFIGDIR)/tinymalloc.pc
 
 clean:

@@ -141,12 +141,22 @@ impl LineBuf {
     }
 }
 
-/// Writes one line to stderr without allocating.
+/// The descriptor reports go to: stderr, or a copy of it made at start-up
+/// (see `stats::register_exit_report`).
+static REPORT_FD: core::sync::atomic::AtomicI32 = core::sync::atomic::AtomicI32::new(2);
+
+/// Sends later reports to `fd` (a duplicate of stderr).
+pub fn set_report_fd(fd: i32) {
+    REPORT_FD.store(fd, Ordering::Relaxed);
+}
+
+/// Writes bytes to stderr (or its start-up copy) without allocating.
 pub fn write_stderr(bytes: &[u8]) {
+    let fd = REPORT_FD.load(Ordering::Relaxed);
     let mut off = 0;
     while off < bytes.len() {
         // SAFETY: the pointer and length describe a live slice.
-        let n = unsafe { libc::write(2, bytes[off..].as_ptr().cast(), bytes.len() - off) };
+        let n = unsafe { libc::write(fd, bytes[off..].as_ptr().cast(), bytes.len() - off) };
         if n <= 0 {
             break;
         }

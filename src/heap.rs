@@ -160,6 +160,8 @@ pub struct Heap {
     /// counts on the freeing thread's heap). Written by the owner only,
     /// read by `stats()` from any thread.
     pub counts: [ClassCount; NUM_CLASSES],
+    /// Frees this thread made into other threads' segments.
+    pub xfrees: AtomicU64,
     /// Bumped by other threads after freeing into a segment of this heap.
     xgen: Padded,
 }
@@ -200,6 +202,7 @@ impl Heap {
             pool_next: null_mut(),
             all_next: null_mut(),
             counts: [const { ClassCount::new() }; NUM_CLASSES],
+            xfrees: AtomicU64::new(0),
             xgen: Padded(AtomicU64::new(0)),
         }
     }

@@ -50,7 +50,7 @@ mod thread;
 
 pub mod raw;
 
-pub use options::{set_option, Opt};
+pub use options::{get as get_option, set_option, Opt};
 pub use stats::{print_stats, stats, Stats};
 
 use core::alloc::{GlobalAlloc, Layout};

@@ -91,7 +91,8 @@ fn index(opt: Opt) -> usize {
     DESCS.iter().position(|d| d.opt == opt).unwrap_or(0)
 }
 
-/// The value of an option.
+/// The value of an option (after the environment was read, at the first
+/// allocation or when the C library is loaded).
 #[inline]
 pub fn get(opt: Opt) -> i64 {
     VALUES[index(opt)].load(Relaxed)

@@ -301,6 +301,14 @@ unsafe fn lookup_usable(p: *mut u8) -> Option<usize> {
     }
 }
 
+/// Runs the one-time initialisation now (reads the options, sets up the
+/// arenas). Allocates nothing; later calls do nothing. The C library calls
+/// it when it is loaded, so that option warnings appear even in programs
+/// that never allocate.
+pub fn init() {
+    thread::global_init();
+}
+
 /// Returns the OS page size (exposed for `valloc`/`pvalloc`).
 pub fn page_size() -> usize {
     os::PAGE

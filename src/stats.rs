@@ -13,6 +13,7 @@ static PURGES: AtomicUsize = AtomicUsize::new(0);
 static HUGE_COUNT: AtomicIsize = AtomicIsize::new(0);
 /// Cross-thread frees by threads that have no heap of their own.
 static ORPHAN_FREES: [AtomicU64; NUM_CLASSES] = [const { AtomicU64::new(0) }; NUM_CLASSES];
+static ORPHAN_XFREES: AtomicU64 = AtomicU64::new(0);
 
 /// Counts of one size class, summed over all threads.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -61,6 +62,9 @@ pub struct Stats {
     pub huge_blocks: usize,
     /// Bytes in all live blocks: small, medium, large and huge.
     pub in_use: usize,
+    /// Frees of small and medium blocks made by a thread other than the
+    /// owner of the block's segment, since start.
+    pub cross_thread_frees: u64,
     /// Per size class (index 0 unused; see `size_class.rs`).
     pub classes: [ClassStats; NUM_CLASSES],
 }
@@ -73,7 +77,9 @@ pub fn stats() -> Stats {
         cs.block_size = class_size(c);
         cs.frees = ORPHAN_FREES[c].load(Relaxed);
     }
+    let mut cross_thread_frees = ORPHAN_XFREES.load(Relaxed);
     crate::thread::for_each_heap(|h| {
+        cross_thread_frees += h.xfrees.load(Relaxed);
         for (cs, n) in classes.iter_mut().zip(h.counts.iter()) {
             cs.allocs += n.allocs.load(Relaxed);
             cs.frees += n.frees.load(Relaxed);
@@ -92,6 +98,7 @@ pub fn stats() -> Stats {
         large_blocks,
         huge_blocks: HUGE_COUNT.load(Relaxed).max(0) as usize,
         in_use: small_in_use + large_in_use + huge_in_use,
+        cross_thread_frees,
         classes,
         reserved: RESERVED.load(Relaxed).max(0) as usize,
         segments: SEGMENTS.load(Relaxed).max(0) as usize,
@@ -159,9 +166,13 @@ pub(crate) fn note_free(cls: usize) {
     let h = crate::thread::heap();
     if h == crate::heap::empty_heap() {
         ORPHAN_FREES[cls].fetch_add(1, Relaxed);
+        ORPHAN_XFREES.fetch_add(1, Relaxed);
     } else {
         // SAFETY: the calling thread's own heap; only it writes counts.
-        crate::heap::bump(unsafe { &(*h).counts[cls].frees });
+        unsafe {
+            crate::heap::bump(&(*h).counts[cls].frees);
+            crate::heap::bump(&(*h).xfrees);
+        }
     }
 }
 pub(crate) fn note_thread(delta: isize) {
@@ -176,6 +187,13 @@ pub(crate) fn note_purge(bytes: usize) {
 /// is on (called once, after initialisation).
 pub(crate) fn register_exit_report() {
     if crate::options::get(crate::options::Opt::ShowStats) != 0 {
+        // Programs that close stderr in their own exit handlers (gnulib's
+        // close_stdout) would lose the table: write it to a copy of fd 2.
+        // SAFETY: fcntl on fd 2 has no memory-safety preconditions.
+        let fd = unsafe { libc::fcntl(2, libc::F_DUPFD_CLOEXEC, 3) };
+        if fd >= 0 {
+            crate::error::set_report_fd(fd);
+        }
         // SAFETY: report_at_exit is a plain extern "C" fn.
         unsafe { libc::atexit(report_at_exit) };
     }
@@ -189,7 +207,7 @@ extern "C" fn report_at_exit() {
 pub fn print_stats() {
     let s = stats();
     let mut line = crate::error::LineBuf::new();
-    let rows: [(&str, usize, bool); 14] = [
+    let rows: [(&str, usize, bool); 16] = [
         ("in use", s.in_use, true),
         ("  small+medium", s.small_in_use, true),
         ("  large", s.large_in_use, true),
@@ -204,6 +222,8 @@ pub fn print_stats() {
         ("threads", s.threads, false),
         ("arenas", s.arenas, false),
         ("purged", s.purged, true),
+        ("purges", s.purges, false),
+        ("cross-thread frees", s.cross_thread_frees as usize, false),
     ];
     crate::error::write_stderr(b"tinymalloc statistics\n");
     for (name, v, bytes) in rows {
@@ -219,7 +239,7 @@ pub fn print_stats() {
         line.push(b"\n");
         crate::error::write_stderr(line.as_bytes());
     }
-    crate::error::write_stderr(b"  class       allocs          frees           live\n");
+    crate::error::write_stderr(b"  class     allocs          frees           live\n");
     for cs in s.classes.iter().filter(|c| c.allocs > 0) {
         line.clear();
         line.push(b"  ");

@@ -41,3 +41,15 @@ fn errno() -> c_int {
     // SAFETY: as in set_errno; the slot is always valid to read.
     unsafe { *libc::__errno_location() }
 }
+
+/// Runs when the library is loaded (preloaded or linked): reads the
+/// `TINYMALLOC_*` options at start-up, so that a bad value is reported even
+/// by a program that never allocates. Allocates nothing.
+extern "C" fn load_time_init() {
+    tinymalloc_core::raw::init();
+}
+
+/// The load-time constructor, placed in `.init_array`.
+#[used]
+#[link_section = ".init_array"]
+static LOAD_TIME_INIT: extern "C" fn() = load_time_init;
