@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need (Debian packages listed in
 # .ci/apt-packages.txt, when run as root on a machine with apt-get and any is
-# missing), then runs the whole workspace test suite in release mode.
+# missing; cargo-fuzz for the nightly toolchain), then runs the whole
+# workspace test suite in release mode.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,5 +21,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     exit 1
   fi
 fi
+
+# The short fuzz step (tests/fuzz_short.rs) needs cargo-fuzz on nightly.
+fuzz/run-short.sh --install-only
 
 cargo test --release --workspace "$@"
