@@ -168,7 +168,17 @@ pub fn take_cached_locked(inner: &mut Inner) -> Option<(*mut u8, bool)> {
 
 /// Maps a new 4 MiB-aligned segment from the OS (null when refused).
 pub fn map_segment() -> (*mut u8, bool) {
-    let p = os::map_aligned(CHUNK, CHUNK, 0);
+    map_segment_locked(None)
+}
+
+/// Maps a new segment; when the OS refuses, gives back every cached
+/// mapping (the arena whose lock the caller holds is passed as `held`) and
+/// tries once more.
+pub fn map_segment_locked(held: Option<&mut Inner>) -> (*mut u8, bool) {
+    let mut p = os::map_aligned(CHUNK, CHUNK, 0);
+    if p.is_null() && release_cached_memory(held) {
+        p = os::map_aligned(CHUNK, CHUNK, 0);
+    }
     if p.is_null() || !segmap::in_range(p as usize) {
         if !p.is_null() {
             // SAFETY: just mapped, unused.
@@ -178,6 +188,38 @@ pub fn map_segment() -> (*mut u8, bool) {
     }
     stats::note_reserved(CHUNK as isize);
     (p, true)
+}
+
+/// Unmaps every cached segment of `inner`. Lock held. True if any was.
+fn drop_cache_locked(inner: &mut Inner) -> bool {
+    let any = inner.ncache > 0;
+    for i in 0..inner.ncache {
+        // SAFETY: cached segments are unused and named by no chunk map entry.
+        unsafe { os::unmap(inner.cache[i], CHUNK) };
+        stats::note_reserved(-(CHUNK as isize));
+    }
+    inner.ncache = 0;
+    any
+}
+
+/// The OS refused a mapping: unmaps every cached segment (of `held`, whose
+/// lock the caller holds, and of every other arena whose lock is free) and
+/// every cached huge mapping, so the address space serves the request.
+/// True when anything was given back.
+pub fn release_cached_memory(held: Option<&mut Inner>) -> bool {
+    let held_ptr = held
+        .as_ref()
+        .map_or(core::ptr::null(), |h| *h as *const Inner);
+    let mut any = held.is_some_and(drop_cache_locked);
+    for a in &ARENAS[..count()] {
+        if a.inner.get() as *const Inner == held_ptr || !a.lock.try_lock() {
+            continue;
+        }
+        // SAFETY: the lock was just taken.
+        any |= drop_cache_locked(unsafe { &mut *a.inner.get() });
+        a.lock.unlock();
+    }
+    any | crate::huge::drop_cache()
 }
 
 /// Puts an empty segment's memory in the cache (purged after the delay) or

@@ -146,6 +146,27 @@ pub fn fork_lock(phase: crate::sync::ForkPhase) {
     phase.apply(&CACHE_LOCK);
 }
 
+/// Unmaps every cached huge mapping (the OS refused a mapping). True if
+/// any was.
+pub fn drop_cache() -> bool {
+    let mut gone = [(0usize, 0usize); CACHE_SLOTS];
+    let n = with_cache(|c| {
+        let n = c.n;
+        for (i, g) in gone.iter_mut().enumerate().take(n) {
+            *g = (c.base[i], c.len[i]);
+        }
+        c.n = 0;
+        c.bytes = 0;
+        n
+    });
+    for &(b, l) in &gone[..n] {
+        // SAFETY: removed from the cache: unused and unnamed.
+        unsafe { os::unmap(b as *mut u8, l) };
+        stats::note_reserved(-(l as isize));
+    }
+    n > 0
+}
+
 /// Purges (`force`: all, else what is due) the cached huge mappings.
 pub fn trim(force: bool) -> bool {
     with_cache(|c| c.purge(force))
@@ -196,10 +217,19 @@ pub unsafe fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
     // unless used) so that a slightly bigger block later reuses this
     // mapping from the cache, or grows into it in place.
     let len = with_slack(usable + off);
-    let (c, len, clean) = match cache_take(usable + off).filter(|_| align < CHUNK) {
+    // Cached mappings are chunk-aligned: they serve alignments below 4 MiB.
+    let cached = if align < CHUNK {
+        cache_take(usable + off)
+    } else {
+        None
+    };
+    let (c, len, clean) = match cached {
         Some(hit) => hit,
         None => {
-            let c = os::map_aligned(len, map_align, map_off);
+            let mut c = os::map_aligned(len, map_align, map_off);
+            if c.is_null() && crate::arena::release_cached_memory(None) {
+                c = os::map_aligned(len, map_align, map_off);
+            }
             if c.is_null() {
                 return null_mut();
             }
@@ -334,7 +364,10 @@ pub unsafe fn realloc_move(p: *mut u8, size: usize) -> *mut u8 {
     let (align, old_len, old_usable) = unsafe { ((*h).align, (*h).map_len, (*h).usable) };
     let (off, map_align, map_off) = layout(align);
     let len = with_slack(usable + off);
-    let target = os::map_aligned(len, map_align, map_off);
+    let mut target = os::map_aligned(len, map_align, map_off);
+    if target.is_null() && crate::arena::release_cached_memory(None) {
+        target = os::map_aligned(len, map_align, map_off);
+    }
     if target.is_null() || !segmap::in_range(target as usize + len) {
         if !target.is_null() {
             // SAFETY: just mapped, unused.
@@ -342,14 +375,17 @@ pub unsafe fn realloc_move(p: *mut u8, size: usize) -> *mut u8 {
         }
         return null_mut();
     }
+    // Forget the old chunk first: once mremap has moved the pages, another
+    // thread may map a segment there at once and name it in the chunk map.
+    segmap::set(h as usize, Kind::None);
     // SAFETY: `h` is our whole mapping; `target` is a mapping of ours that
     // the move replaces.
     if !unsafe { os::remap_to(h as *mut u8, old_len, len, target) } {
+        segmap::set(h as usize, Kind::Huge);
         // SAFETY: the reservation is unused.
         unsafe { os::unmap(target, len) };
         return null_mut();
     }
-    segmap::set(h as usize, Kind::None);
     let nh = target as *mut Header;
     let b = target as usize + off;
     // SAFETY: the header moved with the mapping.

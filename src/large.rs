@@ -150,7 +150,10 @@ unsafe fn new_segment(inner: &mut Inner, a: *mut Arena) -> *mut LargeSeg {
 
 /// Segment memory from the arena cache or the OS. Lock held.
 fn take_segment_memory(inner: &mut Inner) -> (*mut u8, bool) {
-    arena::take_cached_locked(inner).unwrap_or_else(arena::map_segment)
+    match arena::take_cached_locked(inner) {
+        Some(c) => c,
+        None => arena::map_segment_locked(Some(inner)),
+    }
 }
 
 /// Marks pages `[i, i+n)` as a block; returns its address and whether its

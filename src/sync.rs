@@ -55,6 +55,14 @@ impl SpinLock {
         }
     }
 
+    /// Takes the lock if it is free; true when taken.
+    #[inline]
+    pub fn try_lock(&self) -> bool {
+        self.locked
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
     /// Releases the lock; the caller must hold it.
     #[inline]
     pub fn unlock(&self) {

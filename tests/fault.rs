@@ -870,10 +870,13 @@ fn fork_while_threads_allocate() {
                 let mut r = Rng(t * 31 + 5);
                 let mut mine: Vec<Blk> = Vec::new();
                 while !stop.load(Relaxed) {
-                    let size = if r.below(200) == 0 {
-                        3 * MIB
-                    } else {
-                        any_size(&mut r)
+                    // Every range, but mostly small blocks: each fork
+                    // makes the parent's next writes copy pages, so the
+                    // workers keep their footprint small.
+                    let size = match r.below(1000) {
+                        0 => 3 * MIB,
+                        1..=20 => 32 * KIB + 1 + r.below(512 * KIB),
+                        _ => any_size(&mut r) % (16 * KIB) + 1,
                     };
                     let b = Blk::alloc(size, r.next()).expect("malloc");
                     if r.below(3) == 0 {
@@ -881,16 +884,20 @@ fn fork_while_threads_allocate() {
                     } else {
                         mine.push(b);
                     }
-                    if mine.len() > 64 {
+                    if mine.len() > 32 {
                         mine.swap_remove(r.below(mine.len())).free();
                     }
-                    if r.below(3) == 0 {
+                    // Pop at least as often as push: the pool stays small.
+                    if r.below(3) == 0 || pool.lock().unwrap().len() > 64 {
                         let b = pool.lock().unwrap().pop();
                         if let Some(b) = b {
                             b.free();
                         }
                     }
-                    ops.fetch_add(1, Relaxed);
+                    // Let the fork children run too (2 cores, 4 workers).
+                    if ops.fetch_add(1, Relaxed) % 16 == 0 {
+                        std::thread::yield_now();
+                    }
                 }
                 for b in mine {
                     b.free();
