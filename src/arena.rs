@@ -212,7 +212,7 @@ pub fn release_cached_memory(held: Option<&mut Inner>) -> bool {
         .map_or(core::ptr::null(), |h| *h as *const Inner);
     let mut any = held.is_some_and(drop_cache_locked);
     for a in &ARENAS[..count()] {
-        if a.inner.get() as *const Inner == held_ptr || !a.lock.try_lock() {
+        if core::ptr::eq(a.inner.get(), held_ptr) || !a.lock.try_lock() {
             continue;
         }
         // SAFETY: the lock was just taken.

@@ -22,11 +22,7 @@ pub fn run(threads: usize, scale: f64) -> Outcome {
         let handles: Vec<_> = (0..threads)
             .map(|i| s.spawn(move || work(Rng::new(seed(&[6, i as u64])), steps)))
             .collect();
-        let mut total = Outcome::default();
-        for h in handles {
-            total.merge(h.join().unwrap());
-        }
-        total
+        Outcome::sum(handles.into_iter().map(|h| h.join().unwrap()))
     })
 }
 

@@ -64,11 +64,7 @@ fn hammer_all(threads: usize, scale: f64, handout: Option<Vec<Block>>) -> Outcom
                 })
             })
             .collect();
-        let mut total = Outcome::default();
-        for h in handles {
-            total.merge(h.join().unwrap());
-        }
-        total
+        Outcome::sum(handles.into_iter().map(|h| h.join().unwrap()))
     })
 }
 

@@ -63,10 +63,6 @@ pub fn thread(threads: usize, scale: f64) -> Outcome {
                 })
             })
             .collect();
-        let mut total = Outcome::default();
-        for h in handles {
-            total.merge(h.join().unwrap());
-        }
-        total
+        Outcome::sum(handles.into_iter().map(|h| h.join().unwrap()))
     })
 }

@@ -46,10 +46,6 @@ fn churn(threads: usize, total: u64, live: usize, lo: usize, hi: usize, id: u64)
                 })
             })
             .collect();
-        let mut total = Outcome::default();
-        for h in handles {
-            total.merge(h.join().unwrap());
-        }
-        total
+        Outcome::sum(handles.into_iter().map(|h| h.join().unwrap()))
     })
 }

@@ -42,6 +42,15 @@ impl Outcome {
         self.checksum = self.checksum.wrapping_add(tag);
     }
 
+    /// The merge of all `outcomes` (e.g. one per worker thread).
+    pub fn sum(outcomes: impl IntoIterator<Item = Outcome>) -> Outcome {
+        let mut total = Outcome::default();
+        for o in outcomes {
+            total.merge(o);
+        }
+        total
+    }
+
     /// Adds another thread's outcome.
     pub fn merge(&mut self, other: Outcome) {
         self.ops += other.ops;

@@ -33,11 +33,7 @@ pub fn run(threads: usize, scale: f64) -> Outcome {
             .enumerate()
             .map(|(i, (tx, rx))| s.spawn(move || service(i, tx, rx, steps)))
             .collect();
-        let mut total = Outcome::default();
-        for h in handles {
-            total.merge(h.join().unwrap());
-        }
-        total
+        Outcome::sum(handles.into_iter().map(|h| h.join().unwrap()))
     })
 }
 
