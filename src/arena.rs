@@ -160,10 +160,12 @@ pub fn take_cached_locked(inner: &mut Inner) -> Option<(*mut u8, bool)> {
         return None;
     }
     inner.ncache -= 1;
-    Some((
-        inner.cache[inner.ncache],
-        inner.cache_due[inner.ncache] == 0,
-    ))
+    let clean = inner.cache_due[inner.ncache] == 0;
+    if !clean {
+        // The entry's committed bytes pass to the segment made from it.
+        stats::note_commit(-(CHUNK as isize));
+    }
+    Some((inner.cache[inner.ncache], clean))
 }
 
 /// Maps a new 4 MiB-aligned segment from the OS (null when refused).
@@ -197,6 +199,9 @@ fn drop_cache_locked(inner: &mut Inner) -> bool {
         // SAFETY: cached segments are unused and named by no chunk map entry.
         unsafe { os::unmap(inner.cache[i], CHUNK) };
         stats::note_reserved(-(CHUNK as isize));
+        if inner.cache_due[i] != 0 {
+            stats::note_commit(-(CHUNK as isize));
+        }
     }
     inner.ncache = 0;
     any
@@ -223,10 +228,13 @@ pub fn release_cached_memory(held: Option<&mut Inner>) -> bool {
 }
 
 /// Puts an empty segment's memory in the cache (purged after the delay) or
-/// unmaps it when the cache is full. Lock held.
-pub fn release_locked(inner: &mut Inner, base: *mut u8) {
+/// unmaps it when the cache is full. `committed`: the segment's committed
+/// bytes (a cached entry not yet purged counts as wholly committed). Lock
+/// held.
+pub fn release_locked(inner: &mut Inner, base: *mut u8, committed: usize) {
     segmap::set(base as usize, Kind::None);
     stats::note_segment(-1);
+    stats::note_commit(-(committed as isize));
     if inner.ncache < CACHE_SLOTS {
         let delay = options::purge_delay_ms();
         let due = match delay {
@@ -237,7 +245,10 @@ pub fn release_locked(inner: &mut Inner, base: *mut u8) {
         if due == 0 {
             // SAFETY: the segment is empty; nobody uses its memory.
             unsafe { os::purge(base, CHUNK) };
-        } else if delay > 0 && (inner.purge_at == 0 || due < inner.purge_at) {
+        } else {
+            stats::note_commit(CHUNK as isize);
+        }
+        if due != 0 && delay > 0 && (inner.purge_at == 0 || due < inner.purge_at) {
             inner.purge_at = due;
         }
         inner.cache[inner.ncache] = base;
@@ -257,8 +268,10 @@ pub fn release_locked(inner: &mut Inner, base: *mut u8) {
 pub unsafe fn release_segment(seg: *mut Segment) {
     // SAFETY: the segment's arena is a static arena.
     let a = unsafe { &*(*seg).arena };
+    // SAFETY: the caller holds the empty segment.
+    let committed = unsafe { segment::committed(seg) };
     a.with(|inner| {
-        release_locked(inner, seg as *mut u8);
+        release_locked(inner, seg as *mut u8, committed);
         purge_due_locked(inner, false);
     });
 }
@@ -280,6 +293,7 @@ pub fn purge_due_locked(inner: &mut Inner, force: bool) -> bool {
         if due != 0 && (force || due <= now) {
             // SAFETY: cached segments hold no data.
             unsafe { os::purge(inner.cache[i], CHUNK) };
+            stats::note_commit(-(CHUNK as isize));
             inner.cache_due[i] = 0;
             any = true;
         } else if due != 0 && due != u64::MAX && (next_due == 0 || due < next_due) {
@@ -340,7 +354,8 @@ pub unsafe fn abandon_segment(seg: *mut Segment) {
         // SAFETY: the lock is held and nobody owns the segment.
         // SAFETY: as above.
         if unsafe { tidy_abandoned(seg) && segment::quiescent(seg, 0) } {
-            release_locked(inner, seg as *mut u8);
+            // SAFETY: as above.
+            release_locked(inner, seg as *mut u8, unsafe { segment::committed(seg) });
             return;
         }
         s.abandoned = true;
@@ -414,7 +429,7 @@ pub unsafe fn reclaim_frees(seg: *mut Segment) {
         unsafe {
             if (*seg).abandoned && tidy_abandoned(seg) && segment::quiescent(seg, 1) {
                 unlink_abandoned(a, inner, seg);
-                release_locked(inner, seg as *mut u8);
+                release_locked(inner, seg as *mut u8, segment::committed(seg));
             } else {
                 let due = (*seg).purge_at;
                 if (*seg).purge_pages != 0 && due != segment::NEVER && inner.purge_at == 0 {
@@ -440,7 +455,7 @@ pub fn trim_all() -> bool {
                     let next = (*seg).next;
                     if tidy_abandoned(seg) && segment::quiescent(seg, 0) {
                         unlink_abandoned(a, inner, seg);
-                        release_locked(inner, seg as *mut u8);
+                        release_locked(inner, seg as *mut u8, segment::committed(seg));
                     }
                     seg = next;
                 }

@@ -46,21 +46,22 @@ pub fn find_clear_run(words: &[u64], nbits: usize, n: usize, step: usize) -> Opt
     }
 }
 
-/// Sets (`on`) or clears the bits `[start, start+n)`.
-pub fn set_range(words: &mut [u64], start: usize, n: usize, on: bool) {
+/// Sets (`on`) or clears the bits `[start, start+n)`; returns how many
+/// bits changed.
+pub fn set_range(words: &mut [u64], start: usize, n: usize, on: bool) -> usize {
     let end = start + n;
     let mut i = start;
+    let mut changed = 0;
     while i < end {
         let w = i / 64;
         let hi = (end - w * 64).min(64);
         let m = mask(i % 64, hi);
-        if on {
-            words[w] |= m;
-        } else {
-            words[w] &= !m;
-        }
+        let old = words[w];
+        words[w] = if on { old | m } else { old & !m };
+        changed += (old ^ words[w]).count_ones() as usize;
         i = (w + 1) * 64;
     }
+    changed
 }
 
 /// True when every bit of `[start, start+n)` is clear.
@@ -114,13 +115,16 @@ mod tests {
     #[test]
     fn set_and_clear_ranges_across_words() {
         let mut w = [0u64; 4];
-        set_range(&mut w, 60, 70, true);
+        assert_eq!(set_range(&mut w, 60, 70, true), 70);
         assert!(!get(&w, 59) && get(&w, 60) && get(&w, 129) && !get(&w, 130));
         assert!(!range_clear(&w, 0, 61) && range_clear(&w, 0, 60) && range_clear(&w, 130, 126));
-        set_range(&mut w, 64, 64, false);
+        assert_eq!(set_range(&mut w, 64, 64, false), 64);
         assert!(get(&w, 63) && !get(&w, 64) && !get(&w, 127) && get(&w, 128));
         assert_eq!(next(&w, 0, 256, true), Some(60));
         assert_eq!(next(&w, 64, 256, true), Some(128));
         assert_eq!(next(&w, 60, 256, false), Some(64));
+        // Only bits that change are counted.
+        assert_eq!(set_range(&mut w, 50, 20, true), 16);
+        assert_eq!(set_range(&mut w, 0, 256, false), 20 + 2);
     }
 }

@@ -137,7 +137,13 @@ impl ClassCount {
 /// store: no atomic read-modify-write).
 #[inline(always)]
 pub fn bump(c: &AtomicU64) {
-    c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+    add(c, 1);
+}
+
+/// Adds `n` to a counter only its owner writes.
+#[inline(always)]
+pub fn add(c: &AtomicU64, n: u64) {
+    c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
 }
 
 /// A thread's heap.
@@ -145,6 +151,9 @@ pub fn bump(c: &AtomicU64) {
 pub struct Heap {
     /// Current page per class (the sentinel when none).
     pub pages: [*mut Page; NUM_CLASSES],
+    /// Bytes requested by this thread's allocations since it started (the
+    /// sizes asked for, before rounding). Written by the owner only.
+    pub requested: AtomicU64,
     lists: [PageList; NUM_CLASSES],
     segs_avail: *mut Segment,
     segs_full: *mut Segment,
@@ -193,6 +202,7 @@ impl Heap {
     pub const fn new() -> Heap {
         Heap {
             pages: [EMPTY_PAGE.0.get(); NUM_CLASSES],
+            requested: AtomicU64::new(0),
             lists: [PageList::EMPTY; NUM_CLASSES],
             segs_avail: null_mut(),
             segs_full: null_mut(),
@@ -214,13 +224,14 @@ impl Heap {
     }
 }
 
-/// Allocates a block of class `cls` for the calling thread.
+/// Allocates a block of class `cls` for a request of `size` bytes for the
+/// calling thread.
 ///
 /// Fast path cost (x86-64): ~14 instructions, no lock, no atomic RMW:
 /// TLS load, current page load, bitmap word load + test, clear lowest bit
 /// (blsr) + store, `used` increment, tzcnt, imul, add.
 #[inline(always)]
-pub unsafe fn alloc_class(cls: usize) -> *mut u8 {
+pub unsafe fn alloc_class(cls: usize, size: usize) -> *mut u8 {
     let h = thread::heap();
     // SAFETY: h is this thread's heap or the sentinel; both are readable,
     // and pages[cls] is a live page descriptor or the sentinel page.
@@ -229,11 +240,12 @@ pub unsafe fn alloc_class(cls: usize) -> *mut u8 {
         let word = &*(*page).cur;
         let bits = word.load(Ordering::Relaxed);
         if bits == 0 {
-            return alloc_slow(h, cls);
+            return alloc_slow(h, cls, size);
         }
         word.store(bits & (bits - 1), Ordering::Relaxed);
         (*page).used += 1;
         bump(&(*h).counts[cls].allocs);
+        add(&(*h).requested, size as u64);
         ((*page).word_base + bits.trailing_zeros() as usize * (*page).bsize) as *mut u8
     }
 }
@@ -269,7 +281,7 @@ unsafe fn take_block(page: *mut Page) -> *mut u8 {
 /// another page of the class, a fresh page, or a new thread heap.
 #[cold]
 #[inline(never)]
-unsafe fn alloc_slow(h: *mut Heap, cls: usize) -> *mut u8 {
+unsafe fn alloc_slow(h: *mut Heap, cls: usize, size: usize) -> *mut u8 {
     // Size 0 arrives as class 0 (always the sentinel): serve it as class 1.
     let cls = cls.max(1);
     let h = if h == empty_heap() {
@@ -283,6 +295,7 @@ unsafe fn alloc_slow(h: *mut Heap, cls: usize) -> *mut u8 {
     };
     // SAFETY: h is the calling thread's own heap.
     let hp = unsafe { &mut *h };
+    add(&hp.requested, size as u64);
     // SAFETY: every page reached is a live page of this heap.
     unsafe {
         collect_notified(hp);

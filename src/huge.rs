@@ -79,6 +79,7 @@ impl Cache {
             if self.due[i] != 0 && self.due[i] <= now {
                 // SAFETY: cached mappings hold no live data.
                 unsafe { os::purge(self.base[i] as *mut u8, self.len[i]) };
+                stats::note_commit(-(self.len[i] as isize));
                 self.due[i] = 0;
                 any = true;
             }
@@ -113,13 +114,17 @@ fn cache_put(base: *mut u8, len: usize) -> bool {
     let nevicted = with_cache(|c| {
         let mut k = 0;
         while c.n == CACHE_SLOTS || c.bytes + len > CACHE_BYTES {
-            let (b, l, _) = c.remove(0);
+            let (b, l, clean) = c.remove(0);
+            if !clean {
+                stats::note_commit(-(l as isize));
+            }
             evicted[k] = (b, l);
             k += 1;
         }
         if delay == 0 {
             // SAFETY: the mapping holds no live data.
             unsafe { os::purge(base, len) };
+            stats::note_commit(-(len as isize));
         }
         c.base[c.n] = base as usize;
         c.len[c.n] = len;
@@ -154,6 +159,9 @@ pub fn drop_cache() -> bool {
         let n = c.n;
         for (i, g) in gone.iter_mut().enumerate().take(n) {
             *g = (c.base[i], c.len[i]);
+            if c.due[i] != 0 {
+                stats::note_commit(-(c.len[i] as isize));
+            }
         }
         c.n = 0;
         c.bytes = 0;
@@ -242,6 +250,11 @@ pub unsafe fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
             (c, len, true)
         }
     };
+    if clean {
+        // A fresh or purged mapping: committed from now on (a cached one
+        // not purged is still counted).
+        stats::note_commit(len as isize);
+    }
     let b = c as usize + off;
     if zero && !clean {
         // SAFETY: the block's pages are mapped and ours.
@@ -299,6 +312,7 @@ pub unsafe fn free(p: *mut u8, op: Op) {
     }
     // SAFETY: the whole mapping is the block's, now free.
     unsafe { os::unmap(h as *mut u8, len) };
+    stats::note_commit(-(len as isize));
     stats::note_reserved(-(len as isize));
 }
 
@@ -343,6 +357,7 @@ pub unsafe fn resize_in_place(p: *mut u8, size: usize) -> bool {
             return false;
         }
         stats::note_reserved(new_len as isize - (*h).map_len as isize);
+        stats::note_commit(new_len as isize - (*h).map_len as isize);
         stats::note_huge(usable as isize - old_usable as isize);
         (*h).map_len = new_len;
         (*h).usable = usable;
@@ -396,6 +411,7 @@ pub unsafe fn realloc_move(p: *mut u8, size: usize) -> *mut u8 {
     }
     segmap::set(target as usize, Kind::Huge);
     stats::note_reserved(len as isize - old_len as isize);
+    stats::note_commit(len as isize - old_len as isize);
     stats::note_huge(usable as isize - old_usable as isize);
     b as *mut u8
 }

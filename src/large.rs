@@ -112,6 +112,7 @@ pub unsafe fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
     let Some((p, clean)) = found else {
         return null_mut();
     };
+    stats::note_large(true);
     if zero && !clean {
         // SAFETY: the block spans n pages owned by the caller now.
         unsafe { core::ptr::write_bytes(p, 0, size) };
@@ -135,7 +136,13 @@ unsafe fn new_segment(inner: &mut Inner, a: *mut Arena) -> *mut LargeSeg {
         s.free_count = NPAGES - 1;
         s.used[0] = 1;
         if !clean {
+            // Cached memory not purged: every page may hold data.
             s.dirty = [!0; NWORDS];
+            stats::note_commit(CHUNK as isize);
+        } else {
+            // The header page is written now.
+            s.dirty[0] = 1;
+            stats::note_commit(os::PAGE as isize);
         }
         s.next = inner.large;
         if !inner.large.is_null() {
@@ -162,8 +169,9 @@ fn take(s: &mut LargeSeg, i: usize, n: usize) -> (*mut u8, bool) {
     bitmap::set_range(&mut s.used, i, n, true);
     bitmap::set_range(&mut s.starts, i, 1, true);
     bitmap::set_range(&mut s.purge, i, n, false);
-    let clean = bitmap::range_clear(&s.dirty, i, n);
-    bitmap::set_range(&mut s.dirty, i, n, true);
+    let fresh = bitmap::set_range(&mut s.dirty, i, n, true);
+    stats::note_commit((fresh * os::PAGE) as isize);
+    let clean = fresh == n;
     for k in i..i + n {
         s.len[k] = 0;
     }
@@ -219,10 +227,12 @@ pub unsafe fn free(p: *mut u8, op: Op) {
         inner.remember_freed(p as usize);
         inner.large_bytes -= n * os::PAGE;
         inner.large_count -= 1;
+        stats::note_large(false);
         if s.free_count == NPAGES - 1 {
+            let committed = bitmap::set_range(&mut s.dirty, 0, NPAGES, false) * os::PAGE;
             // SAFETY: the segment is empty; unlink and release it.
             unsafe { unlink(inner, seg) };
-            arena::release_locked(inner, seg as *mut u8);
+            arena::release_locked(inner, seg as *mut u8, committed);
         } else {
             schedule_purge(inner, s, i, n);
         }
@@ -241,7 +251,8 @@ fn schedule_purge(inner: &mut Inner, s: &mut LargeSeg, i: usize, n: usize) {
                 n * os::PAGE,
             )
         };
-        bitmap::set_range(&mut s.dirty, i, n, false);
+        let purged = bitmap::set_range(&mut s.dirty, i, n, false);
+        stats::note_commit(-((purged * os::PAGE) as isize));
     } else {
         // Purged when due, or by trim() whatever the delay (-1: never due).
         bitmap::set_range(&mut s.purge, i, n, true);
@@ -295,7 +306,8 @@ pub fn purge_due_locked(inner: &mut Inner, now: u64, force: bool) -> (bool, u64)
                             (hi - lo) * os::PAGE,
                         )
                     };
-                    bitmap::set_range(&mut s.dirty, lo, hi - lo, false);
+                    let purged = bitmap::set_range(&mut s.dirty, lo, hi - lo, false);
+                    stats::note_commit(-((purged * os::PAGE) as isize));
                     i = hi;
                 }
                 s.purge = [0; NWORDS];
@@ -361,7 +373,8 @@ pub unsafe fn resize_in_place(p: *mut u8, size: usize) -> bool {
         }
         bitmap::set_range(&mut s.used, i + n, want - n, true);
         bitmap::set_range(&mut s.purge, i + n, want - n, false);
-        bitmap::set_range(&mut s.dirty, i + n, want - n, true);
+        let fresh = bitmap::set_range(&mut s.dirty, i + n, want - n, true);
+        stats::note_commit((fresh * os::PAGE) as isize);
         s.free_count -= want - n;
         s.len[i] = want as u16;
         inner.large_bytes += (want - n) * os::PAGE;

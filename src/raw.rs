@@ -25,7 +25,7 @@ pub const MIN_ALIGN: usize = 16;
 pub unsafe fn malloc(size: usize) -> *mut u8 {
     if size <= MEDIUM_MAX {
         // SAFETY: class_of is given a size it covers.
-        unsafe { heap::alloc_class(size_class::class_of(size)) }
+        unsafe { heap::alloc_class(size_class::class_of(size), size) }
     } else {
         // SAFETY: sizes above MEDIUM_MAX go to the large or huge path.
         unsafe { alloc_big(size, MIN_ALIGN, false) }
@@ -47,7 +47,7 @@ pub unsafe fn malloc_aligned(size: usize, align: usize) -> *mut u8 {
     }
     match size_class::aligned_class(size, align) {
         // SAFETY: the class's blocks are all aligned to `align`.
-        Some(cls) => unsafe { heap::alloc_class(cls) },
+        Some(cls) => unsafe { heap::alloc_class(cls, size) },
         // SAFETY: large/huge honour any power-of-two alignment.
         None => unsafe { alloc_big(size, align, false) },
     }
@@ -79,7 +79,7 @@ pub unsafe fn zalloc_aligned(size: usize, align: usize) -> *mut u8 {
     match small {
         Some(cls) => {
             // SAFETY: as in malloc_aligned.
-            let p = unsafe { heap::alloc_class(cls) };
+            let p = unsafe { heap::alloc_class(cls, size) };
             // SAFETY: p is a live small block of at least `size` bytes.
             if !p.is_null() && !unsafe { segment::block_is_zero(p) } {
                 // SAFETY: p points to at least `size` writable bytes.
@@ -244,15 +244,20 @@ pub unsafe fn owns(p: *const u8) -> bool {
 
 /// Large (page runs) or huge (direct mapping) allocation.
 unsafe fn alloc_big(size: usize, align: usize, zero: bool) -> *mut u8 {
+    let mut p = core::ptr::null_mut();
     if large::fits(size, align) {
         // SAFETY: large::fits was checked.
-        let p = unsafe { large::alloc(size, align, zero) };
-        if !p.is_null() {
-            return p;
-        }
+        p = unsafe { large::alloc(size, align, zero) };
     }
-    // SAFETY: huge handles any size (returning null past what the OS gives).
-    unsafe { huge::alloc(size, align, zero) }
+    if p.is_null() {
+        // SAFETY: huge handles any size (returning null past what the OS
+        // gives).
+        p = unsafe { huge::alloc(size, align, zero) };
+    }
+    if !p.is_null() {
+        crate::stats::note_requested(size);
+    }
+    p
 }
 
 /// Frees `p` after validating it, naming `op` in any report.

@@ -90,6 +90,21 @@ pub struct Segment {
 
 const _: () = assert!(core::mem::size_of::<Segment>() <= META_PAGES * PAGE_SIZE);
 
+/// Bytes of a segment's metadata pages that the header occupies (counted
+/// as committed while the segment is in use).
+const META_BYTES: usize = core::mem::size_of::<Segment>().div_ceil(crate::os::PAGE) * crate::os::PAGE;
+
+/// The committed bytes of a segment: its header and the pages used since
+/// they were last purged (see `Stats::committed`).
+///
+/// # Safety
+/// `seg` is a live segment whose owner (or arena lock holder) is the caller.
+pub unsafe fn committed(seg: *mut Segment) -> usize {
+    // SAFETY: as the caller guarantees.
+    let dirty = unsafe { (*seg).dirty_pages } & USABLE_PAGES;
+    META_BYTES + dirty.count_ones() as usize * PAGE_SIZE
+}
+
 /// The segment holding `p` (any address inside a small segment).
 #[inline(always)]
 pub fn segment_of(p: usize) -> *mut Segment {
@@ -137,6 +152,8 @@ pub unsafe fn init(
     }
     segmap::set(base as usize, segmap::Kind::Small);
     crate::stats::note_segment(1);
+    // SAFETY: just set up, ours.
+    crate::stats::note_commit(unsafe { committed(seg) } as isize);
     seg
 }
 
@@ -156,6 +173,9 @@ pub unsafe fn take_page(seg: *mut Segment, class: usize) -> *mut Page {
     s.free_pages &= !bit;
     s.purge_pages &= !bit;
     let zero = s.dirty_pages & bit == 0;
+    if zero {
+        crate::stats::note_commit(PAGE_SIZE as isize);
+    }
     s.dirty_pages |= bit;
     s.used_pages += 1;
     let pg = &mut s.pages[i];
@@ -181,6 +201,7 @@ pub unsafe fn retire_page(seg: *mut Segment, page: *mut Page, now: u64, delay_ms
         // SAFETY: the page is unused.
         unsafe { crate::os::purge(pg.start as *mut u8, PAGE_SIZE) };
         s.dirty_pages &= !bit;
+        crate::stats::note_commit(-(PAGE_SIZE as isize));
     } else {
         // Purged when due, or by trim() whatever the delay (-1: never due).
         s.purge_pages |= bit;
@@ -219,6 +240,7 @@ pub unsafe fn purge_due(seg: *mut Segment, now: u64, force: bool) -> usize {
             ((1u64 << run) - 1) << lo
         };
         m &= !bits;
+        crate::stats::note_commit(-(((s.dirty_pages & bits).count_ones() as usize * PAGE_SIZE) as isize));
         s.dirty_pages &= !bits;
     }
     s.purge_pages = 0;

@@ -1,5 +1,9 @@
-//! Statistics, counted on slow paths only (segment, page-run and mapping
-//! events), so they cost nothing on the fast path.
+//! Statistics. Per-class allocations and frees and requested bytes are
+//! counted on the fast path in the thread's own heap (plain load, add and
+//! store: no atomic read-modify-write, no shared cache line) and summed
+//! over all heaps when read; everything else (segments, page runs,
+//! mappings, purges, committed bytes) is a global atomic updated on slow
+//! paths only.
 
 use crate::size_class::{class_size, NUM_CLASSES};
 use core::sync::atomic::{AtomicIsize, AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -11,6 +15,13 @@ static THREADS: AtomicIsize = AtomicIsize::new(0);
 static PURGED: AtomicUsize = AtomicUsize::new(0);
 static PURGES: AtomicUsize = AtomicUsize::new(0);
 static HUGE_COUNT: AtomicIsize = AtomicIsize::new(0);
+static COMMITTED: AtomicIsize = AtomicIsize::new(0);
+static LARGE_ALLOCS: AtomicU64 = AtomicU64::new(0);
+static LARGE_FREES: AtomicU64 = AtomicU64::new(0);
+static HUGE_ALLOCS: AtomicU64 = AtomicU64::new(0);
+static HUGE_FREES: AtomicU64 = AtomicU64::new(0);
+/// Bytes requested by threads that have no heap (large and huge blocks).
+static ORPHAN_REQUESTED: AtomicU64 = AtomicU64::new(0);
 /// Cross-thread frees by threads that have no heap of their own.
 static ORPHAN_FREES: [AtomicU64; NUM_CLASSES] = [const { AtomicU64::new(0) }; NUM_CLASSES];
 static ORPHAN_XFREES: AtomicU64 = AtomicU64::new(0);
@@ -34,6 +45,22 @@ pub struct Stats {
     /// Bytes of address space mapped from the OS (segments, huge blocks,
     /// heap metadata).
     pub reserved: usize,
+    /// Bytes of the reserved space that hold, or were handed out to hold,
+    /// data: pages given to blocks or metadata and not purged since, cached
+    /// memory not yet purged, huge mappings. `resident` can be lower (the
+    /// OS supplies a page on first touch).
+    pub committed: usize,
+    /// Bytes asked for by every allocation since start (the sizes passed
+    /// to malloc, before rounding to a block size).
+    pub requested: u64,
+    /// Large blocks allocated since start.
+    pub large_allocs: u64,
+    /// Large blocks freed since start.
+    pub large_frees: u64,
+    /// Huge blocks allocated since start.
+    pub huge_allocs: u64,
+    /// Huge blocks freed since start.
+    pub huge_frees: u64,
     /// Small and large segments mapped and in use.
     pub segments: usize,
     /// Empty segments kept in arena caches.
@@ -78,8 +105,10 @@ pub fn stats() -> Stats {
         cs.frees = ORPHAN_FREES[c].load(Relaxed);
     }
     let mut cross_thread_frees = ORPHAN_XFREES.load(Relaxed);
+    let mut requested = ORPHAN_REQUESTED.load(Relaxed);
     crate::thread::for_each_heap(|h| {
         cross_thread_frees += h.xfrees.load(Relaxed);
+        requested += h.requested.load(Relaxed);
         for (cs, n) in classes.iter_mut().zip(h.counts.iter()) {
             cs.allocs += n.allocs.load(Relaxed);
             cs.frees += n.frees.load(Relaxed);
@@ -101,6 +130,12 @@ pub fn stats() -> Stats {
         cross_thread_frees,
         classes,
         reserved: RESERVED.load(Relaxed).max(0) as usize,
+        committed: COMMITTED.load(Relaxed).max(0) as usize,
+        requested,
+        large_allocs: LARGE_ALLOCS.load(Relaxed),
+        large_frees: LARGE_FREES.load(Relaxed),
+        huge_allocs: HUGE_ALLOCS.load(Relaxed),
+        huge_frees: HUGE_FREES.load(Relaxed),
         segments: SEGMENTS.load(Relaxed).max(0) as usize,
         cached_segments: cached,
         abandoned_segments: abandoned,
@@ -156,8 +191,37 @@ pub(crate) fn note_segment(delta: isize) {
 pub(crate) fn note_huge(delta: isize) {
     HUGE_BYTES.fetch_add(delta, Relaxed);
 }
+/// A huge block allocated (+1) or freed (-1).
 pub(crate) fn note_huge_count(delta: isize) {
     HUGE_COUNT.fetch_add(delta, Relaxed);
+    if delta > 0 {
+        HUGE_ALLOCS.fetch_add(1, Relaxed);
+    } else {
+        HUGE_FREES.fetch_add(1, Relaxed);
+    }
+}
+/// A large block allocated (true) or freed (false).
+pub(crate) fn note_large(alloc: bool) {
+    if alloc {
+        LARGE_ALLOCS.fetch_add(1, Relaxed);
+    } else {
+        LARGE_FREES.fetch_add(1, Relaxed);
+    }
+}
+/// Committed bytes changed by `delta` (see `Stats::committed`).
+pub(crate) fn note_commit(delta: isize) {
+    COMMITTED.fetch_add(delta, Relaxed);
+}
+/// Counts `bytes` requested by a large or huge allocation (small ones are
+/// counted on the fast path, in the heap).
+pub(crate) fn note_requested(bytes: usize) {
+    let h = crate::thread::heap();
+    if h == crate::heap::empty_heap() {
+        ORPHAN_REQUESTED.fetch_add(bytes as u64, Relaxed);
+    } else {
+        // SAFETY: the calling thread's own heap; only it writes its counters.
+        unsafe { crate::heap::add(&(*h).requested, bytes as u64) };
+    }
 }
 
 /// Counts a cross-thread free of a block of class `cls` on the freeing
@@ -207,18 +271,24 @@ extern "C" fn report_at_exit() {
 pub fn print_stats() {
     let s = stats();
     let mut line = crate::error::LineBuf::new();
-    let rows: [(&str, usize, bool); 16] = [
+    let rows: [(&str, usize, bool); 22] = [
         ("in use", s.in_use, true),
         ("  small+medium", s.small_in_use, true),
         ("  large", s.large_in_use, true),
         ("  huge", s.huge_in_use, true),
-        ("reserved", s.reserved, true),
+        ("requested (total)", s.requested as usize, true),
+        ("committed", s.committed, true),
         ("resident", s.resident, true),
+        ("reserved", s.reserved, true),
         ("segments", s.segments, false),
         ("cached segments", s.cached_segments, false),
         ("abandoned segments", s.abandoned_segments, false),
         ("large blocks", s.large_blocks, false),
+        ("  allocated (total)", s.large_allocs as usize, false),
+        ("  freed (total)", s.large_frees as usize, false),
         ("huge blocks", s.huge_blocks, false),
+        ("  allocated (total)", s.huge_allocs as usize, false),
+        ("  freed (total)", s.huge_frees as usize, false),
         ("threads", s.threads, false),
         ("arenas", s.arenas, false),
         ("purged", s.purged, true),

@@ -213,6 +213,7 @@ fn pool_take() -> *mut Heap {
         let chunk = os::map(BATCH);
         if !chunk.is_null() {
             crate::stats::note_reserved(BATCH as isize);
+            crate::stats::note_commit(BATCH as isize);
             let n = BATCH / core::mem::size_of::<Heap>();
             for i in 0..n {
                 let h = (chunk as usize + i * core::mem::size_of::<Heap>()) as *mut Heap;

@@ -199,6 +199,11 @@ fn check_snapshot(s: &Stats) {
         "{s:#?}"
     );
     assert!(s.reserved >= s.in_use, "{s:#?}");
+    // Every live block lies in committed memory, inside reserved memory.
+    assert!(s.committed >= s.in_use, "{s:#?}");
+    assert!(s.committed <= s.reserved, "{s:#?}");
+    assert!(s.large_allocs - s.large_frees == s.large_blocks as u64, "{s:#?}");
+    assert!(s.huge_allocs - s.huge_frees == s.huge_blocks as u64, "{s:#?}");
 }
 
 /// (allocs, frees, live) of class `c` in `after` minus `before`.
@@ -524,6 +529,16 @@ fn threads_add_up() {
     );
     assert_eq!(delta(&s0, &end, b), (n * l, n * l, 0), "class B");
     assert_eq!(delta(&s0, &end, c), (n * p, n * p, 0), "class C");
+    // Bytes requested: at least every size asked for above; the rest is
+    // the test's own vectors and thread set-up (a few KiB).
+    let asked = (N * (K + R) * SA + N * L * SB + N * P * SC) as u64;
+    let extra = (end.requested - s0.requested).saturating_sub(asked);
+    assert!(
+        end.requested >= s0.requested + asked && extra < 256 << 10,
+        "requested {} -> {}, asked {asked}",
+        s0.requested,
+        end.requested
+    );
 }
 
 #[test]
@@ -562,6 +577,32 @@ fn large_and_huge() {
     assert_eq!(s2.huge_blocks, s0.huge_blocks, "{s2:#?}");
     assert_eq!(s2.large_in_use, s0.large_in_use, "{s2:#?}");
     assert_eq!(s2.huge_in_use, s0.huge_in_use, "{s2:#?}");
+    // Running totals and requested bytes.
+    assert_eq!(s1.large_allocs - s0.large_allocs, 10, "{s1:#?}");
+    assert_eq!(s2.large_frees - s0.large_frees, 10, "{s2:#?}");
+    assert_eq!(s1.huge_allocs - s0.huge_allocs, 3, "{s1:#?}");
+    assert_eq!(s2.huge_frees - s0.huge_frees, 3, "{s2:#?}");
+    let asked = (10 * LARGE + 3 * HUGE) as u64;
+    assert!(
+        (asked..asked + 4096).contains(&(s1.requested - s0.requested)),
+        "requested {} -> {}",
+        s0.requested,
+        s1.requested
+    );
+    // Committed memory follows use: it grows with the blocks and shrinks
+    // once they are freed and purged.
+    assert!(s1.committed >= s0.committed + 10 * LARGE + 3 * HUGE, "{s1:#?}");
+    let small: Vec<usize> = (0..10_000).map(|_| get(1000)).collect();
+    let s3 = stats();
+    check_snapshot(&s3);
+    assert!(s3.committed >= s2.committed + 10_000 * 1000, "{s3:#?}");
+    for p in small {
+        put(p, 1000);
+    }
+    tinymalloc::raw::trim();
+    let s4 = stats();
+    check_snapshot(&s4);
+    assert!(s4.committed < s0.committed + MIB, "{s0:#?} {s4:#?}");
 }
 
 // ---------------------------------------------------------------------
