@@ -92,7 +92,8 @@ const _: () = assert!(core::mem::size_of::<Segment>() <= META_PAGES * PAGE_SIZE)
 
 /// Bytes of a segment's metadata pages that the header occupies (counted
 /// as committed while the segment is in use).
-const META_BYTES: usize = core::mem::size_of::<Segment>().div_ceil(crate::os::PAGE) * crate::os::PAGE;
+const META_BYTES: usize =
+    core::mem::size_of::<Segment>().div_ceil(crate::os::PAGE) * crate::os::PAGE;
 
 /// The committed bytes of a segment: its header and the pages used since
 /// they were last purged (see `Stats::committed`).
@@ -240,7 +241,9 @@ pub unsafe fn purge_due(seg: *mut Segment, now: u64, force: bool) -> usize {
             ((1u64 << run) - 1) << lo
         };
         m &= !bits;
-        crate::stats::note_commit(-(((s.dirty_pages & bits).count_ones() as usize * PAGE_SIZE) as isize));
+        crate::stats::note_commit(
+            -(((s.dirty_pages & bits).count_ones() as usize * PAGE_SIZE) as isize),
+        );
         s.dirty_pages &= !bits;
     }
     s.purge_pages = 0;

@@ -202,8 +202,14 @@ fn check_snapshot(s: &Stats) {
     // Every live block lies in committed memory, inside reserved memory.
     assert!(s.committed >= s.in_use, "{s:#?}");
     assert!(s.committed <= s.reserved, "{s:#?}");
-    assert!(s.large_allocs - s.large_frees == s.large_blocks as u64, "{s:#?}");
-    assert!(s.huge_allocs - s.huge_frees == s.huge_blocks as u64, "{s:#?}");
+    assert!(
+        s.large_allocs - s.large_frees == s.large_blocks as u64,
+        "{s:#?}"
+    );
+    assert!(
+        s.huge_allocs - s.huge_frees == s.huge_blocks as u64,
+        "{s:#?}"
+    );
 }
 
 /// (allocs, frees, live) of class `c` in `after` minus `before`.
@@ -591,7 +597,10 @@ fn large_and_huge() {
     );
     // Committed memory follows use: it grows with the blocks and shrinks
     // once they are freed and purged.
-    assert!(s1.committed >= s0.committed + 10 * LARGE + 3 * HUGE, "{s1:#?}");
+    assert!(
+        s1.committed >= s0.committed + 10 * LARGE + 3 * HUGE,
+        "{s1:#?}"
+    );
     let small: Vec<usize> = (0..10_000).map(|_| get(1000)).collect();
     let s3 = stats();
     check_snapshot(&s3);
