@@ -279,6 +279,7 @@ pub unsafe fn release_segment(seg: *mut Segment) {
 /// Purges cached segments, abandoned segments' free pages and large
 /// segments' free pages that are due (or all of them, `force`). Lock held.
 pub fn purge_due_locked(inner: &mut Inner, force: bool) -> bool {
+    crate::huge::purge_if_due();
     if !force && inner.purge_at == 0 {
         return false;
     }

@@ -334,6 +334,7 @@ unsafe fn take_block_counted(hp: &Heap, cls: usize, page: *mut Page) -> *mut u8 
 /// A fresh page of class `cls`: from an owned segment, an adopted
 /// abandoned segment, or a new segment.
 unsafe fn new_page(hp: &mut Heap, cls: usize) -> *mut Page {
+    crate::huge::purge_if_due();
     if hp.purge_at != 0 {
         // SAFETY: hp is the calling thread's heap.
         unsafe { purge(hp, os::now_ms(), false) };

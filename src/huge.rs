@@ -18,13 +18,19 @@ use crate::sync::SpinLock;
 use crate::{options, os, stats};
 use core::cell::UnsafeCell;
 use core::ptr::null_mut;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 /// Recently freed huge mappings kept for reuse (a program that frees and
 /// allocates big buffers in a loop then neither remaps nor refaults them);
-/// purged after the purge delay, at most `CACHE_BYTES` in all.
+/// purged after `PURGE_MULT` times the purge delay, at most `CACHE_BYTES`
+/// in all. A request takes the smallest entry that fits and gives back
+/// its whole chunks beyond the request as a new entry; when none fits, the
+/// biggest entry grows (mremap keeps its resident pages) to serve it.
 ///
 /// Invariant: each entry is a whole, chunk-aligned mapping of ours that no
 /// block uses and the chunk map does not name; guarded by `CACHE_LOCK`.
+/// `bytes` is the sum of the entries' lengths; `due` is 0 for an entry
+/// purged since it was used (known zero), else when it is to be purged.
 struct Cache {
     base: [usize; CACHE_SLOTS],
     len: [usize; CACHE_SLOTS],
@@ -34,9 +40,21 @@ struct Cache {
     bytes: usize,
 }
 
-const CACHE_SLOTS: usize = 8;
-const CACHE_BYTES: usize = 64 << 20;
-const CACHE_ENTRY_MAX: usize = 32 << 20;
+const CACHE_SLOTS: usize = 16;
+const CACHE_BYTES: usize = 256 << 20;
+const CACHE_ENTRY_MAX: usize = CACHE_BYTES;
+/// At most this many cached bytes stay unpurged (resident); the oldest
+/// entries beyond it are purged at once (their address space stays cached).
+const DIRTY_MAX: usize = 256 << 20;
+/// Cached huge mappings wait this many times the purge delay (as
+/// mimalloc's `arena_purge_mult`): a program cycling through big buffers
+/// spends long enough filling each one that the plain delay would purge
+/// (and then refault) the mapping it is about to reuse.
+const PURGE_MULT: u64 = 10;
+
+/// The earliest `due` of the cache's entries, 0 when none waits: read
+/// without the lock by [`purge_if_due`].
+static NEXT_DUE: AtomicU64 = AtomicU64::new(0);
 
 struct CacheCell(UnsafeCell<Cache>);
 // SAFETY: only accessed with CACHE_LOCK held.
@@ -71,36 +89,135 @@ impl Cache {
         e
     }
 
-    /// Purges the entries that are due (or all, `force`); true if any was.
+    /// Adds an entry (the newest) that fits: the caller made room.
+    fn push(&mut self, base: usize, len: usize, due: u64) {
+        self.base[self.n] = base;
+        self.len[self.n] = len;
+        self.due[self.n] = due;
+        self.n += 1;
+        self.bytes += len;
+    }
+
+    /// Purges the entries that are due (or all, `force`), and the oldest
+    /// entries beyond `DIRTY_MAX` bytes not yet purged; true if any was.
+    /// Recomputes [`NEXT_DUE`].
     fn purge(&mut self, force: bool) -> bool {
         let now = if force { u64::MAX } else { os::now_ms() };
         let mut any = false;
+        let mut next = 0;
+        let mut dirty: usize = (0..self.n)
+            .filter(|&i| self.due[i] != 0)
+            .map(|i| self.len[i])
+            .sum();
         for i in 0..self.n {
-            if self.due[i] != 0 && self.due[i] <= now {
+            if self.due[i] != 0 && (self.due[i] <= now || dirty > DIRTY_MAX) {
+                dirty -= self.len[i];
                 // SAFETY: cached mappings hold no live data.
                 unsafe { os::purge(self.base[i] as *mut u8, self.len[i]) };
                 stats::note_commit(-(self.len[i] as isize));
                 self.due[i] = 0;
                 any = true;
+            } else if self.due[i] != 0
+                && self.due[i] != u64::MAX
+                && (next == 0 || self.due[i] < next)
+            {
+                next = self.due[i];
             }
         }
+        NEXT_DUE.store(next, Ordering::Relaxed);
         any
     }
 }
 
-/// Takes a cached mapping of at least `len` bytes (at most twice that:
-/// the rest serves later growth in place); returns its base, its length
-/// and whether it is known zero.
+/// Purges the cached mappings that are due, if any is: called from the
+/// slow paths of small and large allocation, so that freed huge memory goes
+/// back even when the program makes no more huge allocations. One relaxed
+/// load when nothing waits.
+pub fn purge_if_due() {
+    let due = NEXT_DUE.load(Ordering::Relaxed);
+    if due != 0 && os::now_ms() >= due && CACHE_LOCK.try_lock() {
+        // SAFETY: the lock was just taken.
+        unsafe { (*CACHE.0.get()).purge(false) };
+        CACHE_LOCK.unlock();
+    }
+}
+
+/// Takes a cached mapping of at least `len` bytes; returns its base, its
+/// length and whether it is known zero. Entries not yet purged come first
+/// (their pages are resident: reusing them saves page faults and keeps
+/// freed memory from lingering), then purged ones; within each, the
+/// smallest that fits, else the biggest, grown to `len` (its pages are
+/// reused, only the growth is new). An entry a whole chunk longer than
+/// needed is cut, and its tail stays cached, purged.
 fn cache_take(len: usize) -> Option<(*mut u8, usize, bool)> {
+    let keep = len.checked_add(CHUNK - 1)? & !(CHUNK - 1);
     let (base, have, clean) = with_cache(|c| {
         c.purge(false);
-        let best = (0..c.n)
-            .filter(|&i| c.len[i] >= len && c.len[i] / 2 <= len)
-            // Best fit; among equals the newest, still warm in memory.
-            .min_by_key(|&i| (c.len[i], usize::MAX - i))?;
-        Some(c.remove(best))
+        let pick = |dirty: bool| {
+            let of_kind = |i: &usize| (c.due[*i] != 0) == dirty;
+            (0..c.n)
+                .filter(of_kind)
+                .filter(|&i| c.len[i] >= len)
+                // Among equals the newest, still warm in memory.
+                .min_by_key(|&i| (c.len[i], usize::MAX - i))
+                .or_else(|| (0..c.n).filter(of_kind).max_by_key(|&i| (c.len[i], i)))
+        };
+        let i = pick(true).or_else(|| pick(false))?;
+        let due = c.due[i];
+        let (b, l, clean) = c.remove(i);
+        if l >= keep + CHUNK {
+            // The tail becomes a whole, chunk-aligned mapping of its own,
+            // purged: resident memory the block does not need must not
+            // stay resident inside it.
+            if due != 0 {
+                // SAFETY: the tail holds no live data.
+                unsafe { os::purge((b + keep) as *mut u8, l - keep) };
+                stats::note_commit(-((l - keep) as isize));
+            }
+            c.push(b + keep, l - keep, 0);
+            return Some((b, keep, clean));
+        }
+        Some((b, l, clean))
     })?;
-    Some((base as *mut u8, have, clean))
+    let base = base as *mut u8;
+    if have >= len {
+        return Some((base, have, clean));
+    }
+    // Grow the entry: in place if the address space after it is free,
+    // else move its pages (no copy) to a new reservation.
+    // SAFETY: the entry is a whole mapping of ours that nothing uses.
+    if unsafe { os::remap_in_place(base, have, keep) } {
+        note_growth(have, keep, clean);
+        return Some((base, keep, clean));
+    }
+    let target = os::map_aligned(keep, CHUNK, 0);
+    // SAFETY: as above; `target` is a fresh reservation the move replaces.
+    if !target.is_null() && unsafe { os::remap_to(base, have, keep, target) } {
+        note_growth(have, keep, clean);
+        return Some((target, keep, clean));
+    }
+    if !target.is_null() {
+        // SAFETY: the unused reservation.
+        unsafe { os::unmap(target, keep) };
+    }
+    // The OS refused: give the entry back too, to make room.
+    // SAFETY: the entry is a whole mapping of ours that nothing uses.
+    unsafe { os::unmap(base, have) };
+    if !clean {
+        stats::note_commit(-(have as isize));
+    }
+    stats::note_reserved(-(have as isize));
+    None
+}
+
+/// Accounts for a cached mapping grown from `old` to `new` bytes.
+fn note_growth(old: usize, new: usize, clean: bool) {
+    stats::note_reserved((new - old) as isize);
+    if !clean {
+        // Still committed (not purged): the growth is committed too. A
+        // purged entry is counted whole when the block is made.
+        stats::note_commit((new - old) as isize);
+    }
 }
 
 /// Keeps a freed mapping for reuse, evicting the oldest entries to make
@@ -126,15 +243,12 @@ fn cache_put(base: *mut u8, len: usize) -> bool {
             unsafe { os::purge(base, len) };
             stats::note_commit(-(len as isize));
         }
-        c.base[c.n] = base as usize;
-        c.len[c.n] = len;
-        c.due[c.n] = match delay {
+        let due = match delay {
             0 => 0,
             d if d < 0 => u64::MAX,
-            d => os::now_ms() + d as u64,
+            d => os::now_ms() + d as u64 * PURGE_MULT,
         };
-        c.n += 1;
-        c.bytes += len;
+        c.push(base as usize, len, due);
         c.purge(false);
         k
     });
@@ -247,6 +361,8 @@ pub unsafe fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
                 return null_mut();
             }
             stats::note_reserved(len as isize);
+            // SAFETY: the fresh mapping is ours.
+            unsafe { os::advise_huge_pages(c, len) };
             (c, len, true)
         }
     };

@@ -255,12 +255,16 @@ fn schedule_purge(inner: &mut Inner, s: &mut LargeSeg, i: usize, n: usize) {
         stats::note_commit(-((purged * os::PAGE) as isize));
     } else {
         // Purged when due, or by trim() whatever the delay (-1: never due).
+        // Pages already waiting keep their deadline: frees that keep coming
+        // must not put the purge off forever.
+        if s.purge.iter().all(|&w| w == 0) {
+            s.purge_at = if delay > 0 {
+                os::now_ms() + delay as u64
+            } else {
+                crate::segment::NEVER
+            };
+        }
         bitmap::set_range(&mut s.purge, i, n, true);
-        s.purge_at = if delay > 0 {
-            os::now_ms() + delay as u64
-        } else {
-            crate::segment::NEVER
-        };
         if delay > 0 && inner.purge_at == 0 {
             inner.purge_at = s.purge_at;
         }

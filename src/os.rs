@@ -100,6 +100,19 @@ pub fn map_aligned(size: usize, align: usize, offset: usize) -> *mut u8 {
     start as *mut u8
 }
 
+/// Asks the OS to back `[p, p+len)` with transparent huge pages (2 MiB)
+/// where the system allows it on request (`madvise` mode): one page fault
+/// then maps 2 MiB instead of 4 KiB. Used for huge blocks only, which are
+/// big and usually filled whole; a failure changes nothing.
+///
+/// # Safety
+/// `[p, p+len)` is a mapping of tinymalloc's.
+pub unsafe fn advise_huge_pages(p: *mut u8, len: usize) {
+    let _e = KeepErrno::new();
+    // SAFETY: advice only; the range is ours.
+    unsafe { libc::madvise(p.cast(), len, libc::MADV_HUGEPAGE) };
+}
+
 /// Grows or shrinks a mapping in place; true on success.
 ///
 /// # Safety

@@ -205,12 +205,16 @@ pub unsafe fn retire_page(seg: *mut Segment, page: *mut Page, now: u64, delay_ms
         crate::stats::note_commit(-(PAGE_SIZE as isize));
     } else {
         // Purged when due, or by trim() whatever the delay (-1: never due).
+        // Pages already waiting keep their deadline: pages retired one
+        // after another must not put the purge off forever.
+        if s.purge_pages == 0 {
+            s.purge_at = if delay_ms > 0 {
+                now + delay_ms as u64
+            } else {
+                NEVER
+            };
+        }
         s.purge_pages |= bit;
-        s.purge_at = if delay_ms > 0 {
-            now + delay_ms as u64
-        } else {
-            NEVER
-        };
     }
     s.used_pages == 0
 }

@@ -145,6 +145,7 @@ fn child_process() {
         "threads" => threads_add_up(),
         "sizes" => large_and_huge(),
         "leak" => leak(),
+        "huge-reuse" => huge_reuse(),
         other => panic!("unknown mode {other}"),
     }
 }
@@ -260,18 +261,22 @@ extern "C" fn set_options_early() {
 static SET_OPTIONS_EARLY: extern "C" fn() = set_options_early;
 
 /// Child: prints the number of arenas, the early `set_option` results,
-/// and whether a freed huge block is purged at once and, after 40 ms, on
+/// and whether a freed large block is purged at once and, after 40 ms, on
 /// the next free (the purge delay at work).
 fn observe() {
     let arenas = stats().arenas;
     let p0 = stats().purges;
-    let h1 = get(3 * MIB);
-    let h2 = get(5 * MIB);
-    put(h1, 3 * MIB);
+    // `keep` keeps the large segment in use, so that freed pages wait in
+    // it for their purge (an empty segment would go to the arena's cache).
+    let keep = get(100 * KIB);
+    let h1 = get(300 * KIB);
+    let h2 = get(500 * KIB);
+    put(h1, 300 * KIB);
     let p1 = stats().purges;
     std::thread::sleep(Duration::from_millis(40));
-    put(h2, 5 * MIB);
+    put(h2, 500 * KIB);
     let p2 = stats().purges;
+    put(keep, 100 * KIB);
     let early: String = EARLY_RESULTS
         .iter()
         .map(|r| {
@@ -612,6 +617,48 @@ fn large_and_huge() {
     let s4 = stats();
     check_snapshot(&s4);
     assert!(s4.committed < s0.committed + MIB, "{s0:#?} {s4:#?}");
+}
+
+#[test]
+fn freed_huge_memory_is_reused_without_lingering() {
+    child("huge-reuse", &[]);
+}
+
+/// Child: a freed huge mapping serves the next huge request, cut to size
+/// (the tail purged, so it does not stay resident) or grown; no new
+/// address space is mapped while the cache can serve.
+fn huge_reuse() {
+    let touch = |p: usize, n: usize| {
+        for off in (0..n).step_by(4096) {
+            // SAFETY: p is a live block of n bytes.
+            unsafe { ((p + off) as *mut u8).write(1) };
+        }
+    };
+    let a = get(40 * MIB);
+    touch(a, 40 * MIB);
+    put(a, 40 * MIB);
+    let s0 = stats();
+    check_snapshot(&s0);
+    let b = get(10 * MIB);
+    let s1 = stats();
+    check_snapshot(&s1);
+    assert_eq!(b, a, "a freed 40 MiB mapping serves a 10 MiB request");
+    assert_eq!(s1.reserved, s0.reserved, "{s0:#?} {s1:#?}");
+    assert!(
+        s1.committed + 28 * MIB <= s0.committed,
+        "the unused 30 MiB are purged: {s0:#?} {s1:#?}"
+    );
+    touch(b, 10 * MIB);
+    put(b, 10 * MIB);
+    // Bigger than any cached mapping: the warm one grows (reserved grows by
+    // the difference only, not by a whole new mapping).
+    let s2 = stats();
+    let c = get(30 * MIB);
+    touch(c, 30 * MIB);
+    let s3 = stats();
+    check_snapshot(&s3);
+    assert!(s3.reserved <= s2.reserved + 30 * MIB, "{s2:#?} {s3:#?}");
+    put(c, 30 * MIB);
 }
 
 // ---------------------------------------------------------------------
