@@ -227,9 +227,13 @@ impl Heap {
 /// Allocates a block of class `cls` for a request of `size` bytes for the
 /// calling thread.
 ///
-/// Fast path cost (x86-64): ~14 instructions, no lock, no atomic RMW:
-/// TLS load, current page load, bitmap word load + test, clear lowest bit
-/// (blsr) + store, `used` increment, tzcnt, imul, add.
+/// Fast path cost (x86-64, counted in the disassembly of the C `malloc`
+/// of `libtinymalloc.so`): 24 instructions for a size of at most 64 B,
+/// including the class (compare, add, shift) and the return; no lock, no
+/// atomic read-modify-write: TLS slot (3), current page, its word pointer
+/// and word, test (5), clear the lowest bit and store (3), `used` (1), the
+/// per-class and requested-bytes counters (3), block address by tzcnt,
+/// imul, add (3). `bench/callgrind.sh` measures a whole malloc/free pair.
 #[inline(always)]
 pub unsafe fn alloc_class(cls: usize, size: usize) -> *mut u8 {
     let h = thread::heap();
@@ -246,7 +250,11 @@ pub unsafe fn alloc_class(cls: usize, size: usize) -> *mut u8 {
         (*page).used += 1;
         bump(&(*h).counts[cls].allocs);
         add(&(*h).requested, size as u64);
-        ((*page).word_base + bits.trailing_zeros() as usize * (*page).bsize) as *mut u8
+        let p = ((*page).word_base + bits.trailing_zeros() as usize * (*page).bsize) as *mut u8;
+        // A block of a real page (the sentinel has no free bit) is never at
+        // address 0: callers' null checks fold away on this path.
+        core::hint::assert_unchecked(!p.is_null());
+        p
     }
 }
 
@@ -258,7 +266,7 @@ unsafe fn set_current(hp: &mut Heap, cls: usize, page: *mut Page) {
         hp.pages[cls] = empty_page();
     } else {
         // SAFETY: a live page of this heap.
-        unsafe { (*page).current = true };
+        unsafe { (*page).set_current(true) };
         hp.pages[cls] = page;
     }
 }
@@ -287,6 +295,7 @@ unsafe fn alloc_slow(h: *mut Heap, cls: usize, size: usize) -> *mut u8 {
     let h = if h == empty_heap() {
         let h = thread::init_heap();
         if h.is_null() {
+            os::set_enomem();
             return null_mut();
         }
         h
@@ -309,12 +318,13 @@ unsafe fn alloc_slow(h: *mut Heap, cls: usize, size: usize) -> *mut u8 {
             }
             // No free block left: the page is full until frees come back.
             hp.lists[cls].unlink(page);
-            (*page).full = true;
-            (*page).current = false;
+            (*page).set_current(false);
+            (*page).set_full(true);
             set_current(hp, cls, hp.lists[cls].head);
         }
         let page = new_page(hp, cls);
         if page.is_null() {
+            os::set_enomem();
             return null_mut();
         }
         hp.lists[cls].push_front(page);
@@ -436,7 +446,7 @@ unsafe fn page_state(hp: &mut Heap, seg: *mut Segment, page: *mut Page) -> bool 
         let pg = &mut *page;
         let cls = pg.class as usize;
         if pg.full {
-            pg.full = false;
+            pg.set_full(false);
             pg.advance();
             hp.lists[cls].push_back(page);
             if hp.pages[cls] == empty_page() {
@@ -528,18 +538,18 @@ unsafe fn adopt(hp: &mut Heap, seg: *mut Segment) {
             if pg.bsize == 0 {
                 continue;
             }
-            pg.current = false;
+            pg.set_current(false);
             if pg.used == 0 {
                 segment::retire_page(seg, page, now, delay);
             } else if pg.advance() {
-                pg.full = false;
+                pg.set_full(false);
                 let cls = pg.class as usize;
                 hp.lists[cls].push_back(page);
                 if hp.pages[cls] == empty_page() {
                     set_current(hp, cls, page);
                 }
             } else {
-                pg.full = true;
+                pg.set_full(true);
             }
         }
         if delay > 0 && s.purge_pages != 0 && hp.purge_at == 0 {
@@ -622,7 +632,7 @@ pub unsafe fn trim(h: *mut Heap) -> bool {
         for cls in 1..NUM_CLASSES {
             let page = hp.pages[cls];
             if page != empty_page() && (*page).used == 0 {
-                (*page).current = false;
+                (*page).set_current(false);
                 set_current(hp, cls, (*page).next);
                 let seg = segment::segment_of((*page).start);
                 if page_state(hp, seg, page) {

@@ -100,6 +100,14 @@ pub fn map_aligned(size: usize, align: usize, offset: usize) -> *mut u8 {
     start as *mut u8
 }
 
+/// Sets `errno` to `ENOMEM`: every path that returns null for want of
+/// memory calls this, so the C layer needs no test on its fast path.
+#[cold]
+pub fn set_enomem() {
+    // SAFETY: errno is the calling thread's own.
+    unsafe { *libc::__errno_location() = libc::ENOMEM };
+}
+
 /// Asks the OS to back `[p, p+len)` with transparent huge pages (2 MiB)
 /// where the system allows it on request (`madvise` mode): one page fault
 /// then maps 2 MiB instead of 4 KiB. Used for huge blocks only, which are

@@ -17,6 +17,9 @@
 //!   `64 * (cur - free)`;
 //! - `full` pages are in no heap list; other pages in use are in their
 //!   heap's list for `class` (or, in an abandoned segment, in no list);
+//! - `slow_at` is `i16::MAX` for a full page, -1 for a current page, else
+//!   0 (kept by `set_full`/`set_current`): a free whose `used` falls to
+//!   `slow_at` or below must re-file the page, and that is one compare;
 //! - `zero`: no block was freed since the page was set up on zeroed memory,
 //!   so every block handed out is still all zero;
 //! - bits of words at or beyond `cap` are always clear.
@@ -35,8 +38,10 @@ pub struct Page {
     pub word_base: usize,
     /// Block size in bytes; 0 when the page is not in use.
     pub bsize: usize,
-    /// Blocks handed out and not known to be free.
-    pub used: u32,
+    /// Blocks handed out and not known to be free (at most 4096).
+    pub used: u16,
+    /// The free path re-files the page when `used` drops to this or below.
+    pub slow_at: i16,
     /// Number of blocks in the page.
     pub cap: u32,
     /// `size_class::recip(bsize)`: division by multiplication.
@@ -44,10 +49,12 @@ pub struct Page {
     /// Size class (0 when not in use).
     pub class: u8,
     /// All blocks were in use at the last look; the page is in no list.
+    /// Written through `set_full`.
     pub full: bool,
     /// No block freed since set-up on zeroed memory.
     pub zero: bool,
     /// This is its heap's current page for its class: kept even when empty.
+    /// Written through `set_current`.
     pub current: bool,
     /// Address of block 0.
     pub start: usize,
@@ -69,6 +76,7 @@ impl Page {
             word_base: 0,
             bsize: 0,
             used: 0,
+            slow_at: 0,
             cap: 0,
             recip: 0,
             class: 0,
@@ -112,8 +120,8 @@ impl Page {
         self.recip = crate::size_class::recip(bsize);
         self.class = class as u8;
         self.used = 0;
-        self.full = false;
-        self.current = false;
+        self.set_full(false);
+        self.set_current(false);
         self.zero = zero;
         for w in 0..WORDS {
             let lo = w * 64;
@@ -137,9 +145,40 @@ impl Page {
         self.cap = 0;
         self.recip = 0;
         self.class = 0;
-        self.full = false;
-        self.current = false;
+        self.set_full(false);
+        self.set_current(false);
         self.used = 0;
+    }
+
+    /// Sets `full`, keeping `slow_at`.
+    #[inline]
+    pub fn set_full(&mut self, full: bool) {
+        self.full = full;
+        self.update_slow_at();
+    }
+
+    /// Sets `current`, keeping `slow_at`.
+    #[inline]
+    pub fn set_current(&mut self, current: bool) {
+        self.current = current;
+        self.update_slow_at();
+    }
+
+    fn update_slow_at(&mut self) {
+        self.slow_at = if self.full {
+            i16::MAX
+        } else if self.current {
+            -1
+        } else {
+            0
+        };
+    }
+
+    /// True when a free that left `used` blocks must re-file the page
+    /// (it was full, or it is empty and not current): one compare.
+    #[inline(always)]
+    pub fn needs_refile(&self) -> bool {
+        (self.used as i16) <= self.slow_at
     }
 
     /// Moves `cur` to the next word with a free bit, searching forward from
@@ -180,7 +219,7 @@ impl Page {
             n += bits.count_ones();
         }
         if n > 0 {
-            self.used -= n;
+            self.used -= n as u16;
             self.zero = false;
         }
         Ok(n)

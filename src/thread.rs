@@ -112,6 +112,12 @@ pub fn heap() -> *mut Heap {
     (empty_heap() as usize).wrapping_add(slot::get()) as *mut Heap
 }
 
+/// The heap whose owner tag (see [`tid`]) is `tid`: one add, no TLS load.
+#[inline(always)]
+pub fn heap_of(tid: usize) -> *mut Heap {
+    (empty_heap() as usize).wrapping_add(tid) as *mut Heap
+}
+
 /// Installs `h` as the calling thread's heap.
 fn set_heap(h: *mut Heap) {
     slot::set((h as usize).wrapping_sub(empty_heap() as usize));

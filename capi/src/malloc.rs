@@ -24,8 +24,8 @@ fn or_enomem(p: *mut u8) -> *mut c_void {
 /// Always safe to call.
 #[no_mangle]
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
-    // SAFETY: raw::malloc has no precondition.
-    or_enomem(unsafe { raw::malloc(size) })
+    // SAFETY: raw::malloc has no precondition; it sets ENOMEM itself.
+    unsafe { raw::malloc(size) }.cast()
 }
 
 /// `free(ptr)`: NULL is ignored; errno is preserved; an invalid or double

@@ -93,5 +93,5 @@ fuzz_target!(|data: &[u8]| {
         free(&b, b.id as u8);
     }
     // Nothing lost: no block in use, a bounded footprint.
-    tinymalloc_fuzz::check_nothing_lost(256 << 20);
+    tinymalloc_fuzz::check_nothing_lost(512 << 20);
 });

@@ -164,5 +164,5 @@ fuzz_target!(|data: &[u8]| {
     // Every thread of this input has ended (its segments abandoned, then
     // released as their blocks were freed): nothing in use, a bounded
     // footprint.
-    tinymalloc_fuzz::check_nothing_lost(512 << 20);
+    tinymalloc_fuzz::check_nothing_lost(768 << 20);
 });

@@ -503,7 +503,7 @@ pub fn realloc(b: &Block, new_size: usize) -> Option<Block> {
 
 /// Called with every block of the input freed: tinymalloc must hold no
 /// block in use, and what it keeps mapped must stay bounded (its caches:
-/// up to 64 MiB of huge mappings, 4 empty segments per arena, a few
+/// up to 256 MiB of huge mappings, 4 empty segments per arena, a few
 /// segments still owned by live threads). Growth beyond `bound` across
 /// inputs means mappings are lost. `TM_FUZZ_NO_FOOTPRINT=1` skips the
 /// bound (to fuzz on past a known leak).
