@@ -237,7 +237,7 @@ static EARLY_RESULTS: [AtomicU8; 8] = [const { AtomicU8::new(b'-') }; 8];
 extern "C" fn set_options_early() {
     // SAFETY: a NUL-terminated name; nothing allocates or sets variables
     // concurrently this early.
-    let on = unsafe { !libc::getenv(b"TM_OPTIONS_STATS_EARLY\0".as_ptr().cast()).is_null() };
+    let on = unsafe { !libc::getenv(c"TM_OPTIONS_STATS_EARLY".as_ptr()).is_null() };
     if !on {
         return;
     }
