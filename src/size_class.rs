@@ -5,6 +5,8 @@
 //!  class  5..=40   four classes per power of two, 80 .. 32768 (medium)
 //!                  80 96 112 128 | 160 192 224 256 | 320 ... | 28672 32768
 //! ```
+//! Medium sizes up to 1 KiB find their class in a 65-byte table indexed by
+//! `(size+15)/16`; bigger ones compute it from the highest set bit.
 //! Every class is a multiple of 16, so every block is 16-byte aligned; a
 //! block of a medium class wastes at most 20% of itself (e.g. 65 -> 80).
 //! Class 0 is the empty class of the sentinel page. Blocks above
@@ -16,6 +18,25 @@ pub const SMALL_MAX: usize = 64;
 pub const MEDIUM_MAX: usize = 32 * 1024;
 /// Number of classes, including the empty class 0.
 pub const NUM_CLASSES: usize = 41;
+
+/// Sizes up to this take their class from [`CLASS_TABLE`].
+const TABLE_MAX: usize = 1024;
+
+/// `CLASS_TABLE[(size + 15) / 16]` is the class of `size` for sizes up to
+/// [`TABLE_MAX`]: the smallest class whose block holds `16 * index` bytes.
+static CLASS_TABLE: [u8; TABLE_MAX / 16 + 1] = {
+    let mut t = [0u8; TABLE_MAX / 16 + 1];
+    let mut i = 1;
+    let mut c = 1;
+    while i < t.len() {
+        while class_size(c) < i * 16 {
+            c += 1;
+        }
+        t[i] = c as u8;
+        i += 1;
+    }
+    t
+};
 
 /// The block size of class `c` (0 for class 0).
 pub const fn class_size(c: usize) -> usize {
@@ -36,6 +57,9 @@ pub fn class_of(size: usize) -> usize {
     if size <= SMALL_MAX {
         // Small: one add and one shift.
         (size + 15) >> 4
+    } else if size <= TABLE_MAX {
+        // One add, one shift, one byte load.
+        CLASS_TABLE[(size + 15) >> 4] as usize
     } else {
         let s = size - 1;
         let k = (usize::BITS - 1 - s.leading_zeros()) as usize; // floor(log2 s) >= 6
