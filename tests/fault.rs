@@ -108,21 +108,7 @@ fn run_child(name: &str, limit: Duration) -> String {
 // ---------------------------------------------------------------------------
 // Blocks with patterns
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+use tinymalloc_testkit::Rng;
 
 /// A size from every range: small, medium, large, and now and then huge.
 fn any_size(r: &mut Rng) -> usize {
@@ -516,49 +502,20 @@ fn address_space_limit_cached_huge_mappings_are_not_lost() {
 // ---------------------------------------------------------------------------
 // The C library under an address-space limit: ENOMEM
 
-/// `target/<profile>`: the directory above the test executable's `deps/`.
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps/<test>")
-        .to_path_buf()
-}
-
 /// Builds libtinymalloc.so with this test's profile (a no-op when up to
-/// date; cargo does not build another package's cdylib for our tests).
+/// date; cargo does not build another package's cdylib for our tests) and
+/// returns its directory.
 fn c_library() -> PathBuf {
-    let dir = profile_dir();
-    let profile = dir.file_name().unwrap().to_str().unwrap().to_string();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["build", "-p", "tinymalloc-capi", "--target-dir"])
-        .arg(dir.parent().unwrap());
-    match profile.as_str() {
-        "debug" => {}
-        "release" => {
-            cmd.arg("--release");
-        }
-        other => {
-            cmd.args(["--profile", other]);
-        }
-    }
-    assert!(
-        cmd.status()
-            .expect("cargo build -p tinymalloc-capi")
-            .success(),
-        "cargo build -p tinymalloc-capi failed"
-    );
-    assert!(dir.join("libtinymalloc.so").exists());
-    dir
+    tinymalloc_testkit::build("tinymalloc-capi", &["libtinymalloc.so"])
 }
 
 #[test]
 fn c_api_sets_enomem_under_an_address_space_limit() {
     let lib = c_library();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let exe = profile_dir().join("fault-tests").join("oom");
+    let exe = tinymalloc_testkit::profile_dir()
+        .join("fault-tests")
+        .join("oom");
     std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
     let out = Command::new("cc")
         .args(["-O1", "-g", "-fno-builtin", "-Wall", "-Wextra", "-I"])

@@ -22,11 +22,10 @@ static A: tinymalloc::TinyMalloc = tinymalloc::TinyMalloc;
 
 use std::alloc::{alloc, dealloc, Layout};
 use std::collections::HashMap;
-use std::io::Read;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Barrier};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tinymalloc::{set_option, stats, Opt, Stats};
 
 const KIB: usize = 1024;
@@ -101,34 +100,15 @@ fn child(mode: &str, env: &[(&str, &str)]) -> Outcome {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut c = cmd.spawn().expect("running the test executable again");
-    let mut out = c.stdout.take().unwrap();
-    let mut err = c.stderr.take().unwrap();
-    let out_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err.read_to_end(&mut v);
-        v
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = c.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > Duration::from_secs(60) {
-            let _ = c.kill();
-            let _ = c.wait();
-            panic!("child {mode} {env:?} did not finish within a minute (hang?)");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let (status, stdout, stderr) = tinymalloc_testkit::wait_with_limit(
+        &mut c,
+        Duration::from_secs(60),
+        &format!("child {mode} {env:?}"),
+    );
     let o = Outcome {
         status,
-        stdout: String::from_utf8_lossy(&out_reader.join().unwrap()).into_owned(),
-        stderr: String::from_utf8_lossy(&err_reader.join().unwrap()).into_owned(),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
     };
     assert!(o.status.success(), "child {mode} {env:?} failed: {o:#?}");
     o

@@ -10,44 +10,13 @@
 //! (a no-op when up to date), as `capi/tests/common` does for the C
 //! library.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// `target/<profile>`: the directory above the test executable's `deps/`.
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps/<test>")
-        .to_path_buf()
-}
-
 /// Builds `tinymalloc-soak` with this test's profile; returns its path.
 fn soak_binary() -> PathBuf {
-    let dir = profile_dir();
-    let profile = dir.file_name().unwrap().to_str().unwrap().to_string();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["build", "-p", "tinymalloc-soak", "--target-dir"])
-        .arg(dir.parent().unwrap());
-    match profile.as_str() {
-        "debug" => {}
-        "release" => {
-            cmd.arg("--release");
-        }
-        other => {
-            cmd.args(["--profile", other]);
-        }
-    }
-    let status = cmd
-        .status()
-        .expect("running cargo build -p tinymalloc-soak");
-    assert!(status.success(), "cargo build -p tinymalloc-soak failed");
-    let bin = dir.join("tinymalloc-soak");
-    assert!(bin.exists(), "{} was not built", bin.display());
-    bin
+    tinymalloc_testkit::build("tinymalloc-soak", &["tinymalloc-soak"]).join("tinymalloc-soak")
 }
 
 #[test]

@@ -31,21 +31,7 @@ struct Blk {
     seed: u64,
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+use tinymalloc_testkit::Rng;
 
 #[inline]
 fn pattern_word(seed: u64, w: usize) -> u64 {

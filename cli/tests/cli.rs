@@ -11,21 +11,13 @@
 //! the same profile and target directory (a no-op when it is up to date),
 //! as the capi tests do (`capi/tests/common/mod.rs`).
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tinymalloc_testkit::{self as testkit, Outcome};
 
 const TOOL: &str = env!("CARGO_BIN_EXE_tinymalloc");
-
-/// The repository root (the workspace).
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 /// `target/<profile>`: where the tool is.
 fn profile_dir() -> PathBuf {
@@ -36,29 +28,9 @@ fn profile_dir() -> PathBuf {
 fn lib_path() -> &'static Path {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
     LIB.get_or_init(|| {
-        let dir = profile_dir();
-        let profile = dir.file_name().unwrap().to_str().unwrap().to_string();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.current_dir(repo_root())
-            .args(["build", "-p", "tinymalloc-capi", "--target-dir"])
-            .arg(dir.parent().unwrap());
-        match profile.as_str() {
-            "debug" => {}
-            "release" => {
-                cmd.arg("--release");
-            }
-            other => {
-                cmd.args(["--profile", other]);
-            }
-        }
-        let status = cmd
-            .status()
-            .expect("running cargo build -p tinymalloc-capi");
-        assert!(status.success(), "cargo build -p tinymalloc-capi failed");
-        let lib = dir.join("libtinymalloc.so");
-        assert!(lib.exists(), "{} was not built", lib.display());
-        lib.canonicalize().unwrap()
+        let dir = testkit::build("tinymalloc-capi", &["libtinymalloc.so"]);
+        assert_eq!(dir, profile_dir(), "the library is built beside the tool");
+        dir.join("libtinymalloc.so").canonicalize().unwrap()
     })
 }
 
@@ -79,20 +51,11 @@ fn outside_scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// What a finished command left.
-#[derive(Debug)]
-struct Outcome {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl Outcome {
-    fn code(&self) -> i32 {
-        self.status
-            .code()
-            .unwrap_or_else(|| panic!("the tool itself died: {self:#?}"))
-    }
+/// The tool's own exit code (it must not die by a signal itself).
+fn code(o: &Outcome) -> i32 {
+    o.status
+        .code()
+        .unwrap_or_else(|| panic!("the tool itself died: {o:#?}"))
 }
 
 /// The tool at `exe` with a clean environment for it: no inherited
@@ -114,43 +77,10 @@ fn tool() -> Command {
     tool_at(Path::new(TOOL))
 }
 
-/// Runs `cmd` to completion (killed after a minute: a hang is a failure).
+/// Runs `cmd` to completion with no input (killed after a minute: a hang
+/// is a failure).
 fn run(cmd: &mut Command) -> Outcome {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err.read_to_end(&mut v);
-        v
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not finish within a minute (hang?)");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    Outcome {
-        status,
-        stdout: String::from_utf8_lossy(&out_reader.join().unwrap()).into_owned(),
-        stderr: String::from_utf8_lossy(&err_reader.join().unwrap()).into_owned(),
-    }
+    testkit::run(cmd, b"", Duration::from_secs(60))
 }
 
 /// The Python interpreter (a real one, not a wrapper script).
@@ -165,48 +95,48 @@ fn python() -> &'static str {
 #[test]
 fn passes_on_success() {
     let o = run(tool().args(["run", "--", "true"]));
-    assert_eq!(o.code(), 0, "{o:#?}");
+    assert_eq!(code(&o), 0, "{o:#?}");
     assert_eq!(o.stderr, "", "{o:#?}");
     // Without `--` too.
     let o = run(tool().args(["run", "true"]));
-    assert_eq!(o.code(), 0, "{o:#?}");
+    assert_eq!(code(&o), 0, "{o:#?}");
 }
 
 #[test]
 fn passes_on_the_exit_status_and_output() {
     let o = run(tool().args(["run", "--", "sh", "-c", "echo out; echo err >&2; exit 7"]));
-    assert_eq!(o.code(), 7, "{o:#?}");
+    assert_eq!(code(&o), 7, "{o:#?}");
     assert_eq!(o.stdout, "out\n");
     assert_eq!(o.stderr, "err\n");
     // The program's own options are not the tool's.
     let o = run(tool().args(["run", "sh", "-c", "exit 3", "--stats", "--help"]));
-    assert_eq!(o.code(), 3, "{o:#?}");
+    assert_eq!(code(&o), 3, "{o:#?}");
 }
 
 #[test]
 fn reports_death_by_signal() {
     let o = run(tool().args(["run", "--", "sh", "-c", "ulimit -c 0; kill -SEGV $$"]));
-    assert_eq!(o.code(), 128 + 11, "{o:#?}");
+    assert_eq!(code(&o), 128 + 11, "{o:#?}");
     assert!(
         o.stderr
             .contains("tinymalloc: sh killed by signal 11 (SIGSEGV)"),
         "{o:#?}"
     );
     let o = run(tool().args(["run", "--", "sh", "-c", "kill -TERM $$"]));
-    assert_eq!(o.code(), 128 + 15, "{o:#?}");
+    assert_eq!(code(&o), 128 + 15, "{o:#?}");
     assert!(o.stderr.contains("signal 15 (SIGTERM)"), "{o:#?}");
 }
 
 #[test]
 fn missing_program() {
     let o = run(tool().args(["run", "--", "/nonexistent/program"]));
-    assert_eq!(o.code(), 127, "{o:#?}");
+    assert_eq!(code(&o), 127, "{o:#?}");
     assert_eq!(
         o.stderr,
         "tinymalloc: /nonexistent/program: command not found\n"
     );
     let o = run(tool().args(["run", "no-such-command-tinymalloc"]));
-    assert_eq!(o.code(), 127, "{o:#?}");
+    assert_eq!(code(&o), 127, "{o:#?}");
     assert!(o
         .stderr
         .contains("no-such-command-tinymalloc: command not found"));
@@ -219,17 +149,17 @@ fn program_that_cannot_be_executed() {
     std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
     // Not executable (0644).
     let o = run(tool().arg("run").arg(&script));
-    assert_eq!(o.code(), 126, "{o:#?}");
+    assert_eq!(code(&o), 126, "{o:#?}");
     assert!(o.stderr.contains("permission denied"), "{o:#?}");
     let o = run(tool().arg("run").arg(&dir));
-    assert_eq!(o.code(), 126, "{o:#?}");
+    assert_eq!(code(&o), 126, "{o:#?}");
     assert!(o.stderr.contains("is a directory"), "{o:#?}");
 }
 
 #[test]
 fn missing_library_given_by_option_or_variable() {
     let o = run(tool().args(["run", "--lib", "/nonexistent.so", "--", "true"]));
-    assert_eq!(o.code(), 125, "{o:#?}");
+    assert_eq!(code(&o), 125, "{o:#?}");
     assert_eq!(
         o.stderr,
         "tinymalloc: --lib /nonexistent.so: no such file\n"
@@ -237,13 +167,13 @@ fn missing_library_given_by_option_or_variable() {
     let o = run(tool()
         .env("TINYMALLOC_LIB", "/nonexistent.so")
         .args(["run", "true"]));
-    assert_eq!(o.code(), 125, "{o:#?}");
+    assert_eq!(code(&o), 125, "{o:#?}");
     assert!(o
         .stderr
         .contains("TINYMALLOC_LIB /nonexistent.so: no such file"));
     // Not a library.
     let o = run(tool().args(["run", "--lib", "/etc/passwd", "--", "true"]));
-    assert_eq!(o.code(), 125, "{o:#?}");
+    assert_eq!(code(&o), 125, "{o:#?}");
     assert!(o.stderr.contains("not a shared library"), "{o:#?}");
 }
 
@@ -256,7 +186,7 @@ fn missing_library_beside_a_lone_tool() {
     let exe = dir.join("bin/tinymalloc");
     std::fs::copy(TOOL, &exe).unwrap();
     let o = run(tool_at(&exe).args(["run", "--", "true"]));
-    assert_eq!(o.code(), 125, "{o:#?}");
+    assert_eq!(code(&o), 125, "{o:#?}");
     assert!(
         o.stderr
             .starts_with("tinymalloc: cannot find libtinymalloc.so (looked in: "),
@@ -276,11 +206,11 @@ fn missing_library_beside_a_lone_tool() {
         "cat",
         "/proc/self/maps",
     ]));
-    assert_eq!(o.code(), 0, "{o:#?}");
+    assert_eq!(code(&o), 0, "{o:#?}");
     assert!(o.stdout.contains(&lib_path().display().to_string()));
     // The benchmark suite cannot be found there either.
     let o = run(tool_at(&exe).args(["bench", "--quick"]));
-    assert_eq!(o.code(), 125, "{o:#?}");
+    assert_eq!(code(&o), 125, "{o:#?}");
     assert!(o.stderr.contains("cannot find tinymalloc-bench"), "{o:#?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -294,7 +224,7 @@ fn installed_layout_finds_prefix_lib() {
     std::fs::copy(TOOL, &exe).unwrap();
     std::fs::copy(lib_path(), dir.join("lib/libtinymalloc.so")).unwrap();
     let o = run(tool_at(&exe).args(["run", "--", "cat", "/proc/self/maps"]));
-    assert_eq!(o.code(), 0, "{o:#?}");
+    assert_eq!(code(&o), 0, "{o:#?}");
     let installed = dir.join("lib/libtinymalloc.so").canonicalize().unwrap();
     assert!(
         o.stdout.contains(&installed.display().to_string()),
@@ -306,7 +236,7 @@ fn installed_layout_finds_prefix_lib() {
 #[test]
 fn the_library_is_preloaded() {
     let o = run(tool().args(["run", "--", "cat", "/proc/self/maps"]));
-    assert_eq!(o.code(), 0, "{o:#?}");
+    assert_eq!(code(&o), 0, "{o:#?}");
     assert!(
         o.stdout.contains(&lib_path().display().to_string()),
         "libtinymalloc.so not mapped: {o:#?}"
@@ -316,7 +246,7 @@ fn the_library_is_preloaded() {
     let o = run(tool()
         .env("LD_PRELOAD", format!("{lib} /nonexistent-other.so"))
         .args(["run", "--", "sh", "-c", "echo \"$LD_PRELOAD\""]));
-    assert_eq!(o.code(), 0, "{o:#?}");
+    assert_eq!(code(&o), 0, "{o:#?}");
     assert_eq!(o.stdout, format!("{lib}:/nonexistent-other.so\n"));
 }
 
@@ -333,7 +263,7 @@ fn options_become_variables() {
         "-c",
         "echo \"$TINYMALLOC_SECURE $TINYMALLOC_ARENAS $TINYMALLOC_PURGE_DELAY_MS\"",
     ]));
-    assert_eq!(o.code(), 0, "{o:#?}");
+    assert_eq!(code(&o), 0, "{o:#?}");
     assert_eq!(o.stdout, "1 3 -1\n");
     assert!(!o.stderr.contains("warning"), "{o:#?}");
     let o = run(tool().args([
@@ -344,7 +274,7 @@ fn options_become_variables() {
         "-c",
         "echo \"$TINYMALLOC_VERBOSE\"",
     ]));
-    assert_eq!(o.code(), 0, "{o:#?}");
+    assert_eq!(code(&o), 0, "{o:#?}");
     assert_eq!(o.stdout, "1\n");
 }
 
@@ -358,7 +288,7 @@ fn stats_table_at_exit() {
         "-c",
         "x = [str(i) for i in range(100000)]",
     ]));
-    assert_eq!(o.code(), 0, "{o:#?}");
+    assert_eq!(code(&o), 0, "{o:#?}");
     assert!(o.stderr.contains("tinymalloc statistics"), "{o:#?}");
     assert!(
         o.stderr.contains(" KiB") || o.stderr.contains(" MiB"),
@@ -384,7 +314,7 @@ fn usage_errors_exit_2() {
         &[],
     ] {
         let o = run(tool_at(Path::new(TOOL)).args(args));
-        assert_eq!(o.code(), 2, "{args:?}: {o:#?}");
+        assert_eq!(code(&o), 2, "{args:?}: {o:#?}");
         assert!(o.stderr.starts_with("tinymalloc: "), "{args:?}: {o:#?}");
         assert!(o.stderr.contains("usage: tinymalloc"), "{args:?}: {o:#?}");
         assert_eq!(o.stdout, "", "{args:?}");
@@ -403,12 +333,12 @@ fn help_and_version() {
         (&["bench", "--help"], "tinymalloc-bench"),
     ] {
         let o = run(tool_at(Path::new(TOOL)).args(args));
-        assert_eq!(o.code(), 0, "{args:?}: {o:#?}");
+        assert_eq!(code(&o), 0, "{args:?}: {o:#?}");
         assert!(o.stdout.contains(want), "{args:?}: {o:#?}");
         assert_eq!(o.stderr, "", "{args:?}");
     }
     let o = run(tool_at(Path::new(TOOL)).arg("--version"));
-    assert_eq!(o.code(), 0);
+    assert_eq!(code(&o), 0);
     assert_eq!(
         o.stdout,
         format!("tinymalloc {}\n", env!("CARGO_PKG_VERSION"))
