@@ -152,7 +152,9 @@ pub fn wait_with_limit(
 pub struct Rng(pub u64);
 
 impl Rng {
-    /// The next 64 random bits.
+    /// The next 64 random bits. (Not an `Iterator`: the generator never
+    /// ends, and the tests call it by this name.)
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x << 13;
