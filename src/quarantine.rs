@@ -12,6 +12,7 @@
 
 use crate::sync::{ForkPhase, SpinLock};
 use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 /// Shards (threads spread over them by their heap).
 const SHARDS: usize = 8;
@@ -36,6 +37,24 @@ static SHARD: [Shard; SHARDS] = [const {
         next: UnsafeCell::new(0),
     }
 }; SHARDS];
+
+/// Bytes of the blocks in the quarantine: freed by the program, so not
+/// counted as in use by `stats()`.
+static BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// Bytes of the blocks waiting in the quarantine.
+pub fn bytes() -> usize {
+    BYTES.load(Relaxed)
+}
+
+/// Counts `n` bytes entering (`add`) or leaving the quarantine.
+pub fn count(n: usize, add: bool) {
+    if add {
+        BYTES.fetch_add(n, Relaxed);
+    } else {
+        BYTES.fetch_sub(n, Relaxed);
+    }
+}
 
 /// The calling thread's shard.
 fn shard() -> &'static Shard {

@@ -278,6 +278,12 @@ pub fn flush() -> bool {
     guard::drain() | any
 }
 
+/// Bytes of freed small blocks still waiting in the quarantine (counted as
+/// free by `stats()`).
+pub fn quarantined_bytes() -> usize {
+    quarantine::bytes()
+}
+
 /// Fork support: every secure-mode lock is held across fork.
 pub fn fork_locks(phase: crate::sync::ForkPhase) {
     quarantine::fork_locks(phase);
@@ -397,6 +403,7 @@ unsafe fn small_free(p: *mut u8, op: Op) {
         }
         canary::bury(p, bsize);
     }
+    quarantine::count(bsize, true);
     let old = quarantine::push(p as usize);
     if old != 0 {
         // SAFETY: old left the quarantine.
@@ -416,6 +423,7 @@ unsafe fn release(q: usize) {
     if !unsafe { canary::exhume(p, bsize) } {
         fatal(Op::Free, Fault::WriteAfterFree, q);
     }
+    quarantine::count(bsize, false);
     // SAFETY: a live small block, freed once.
     unsafe { segment::free(p, Op::Free) }
 }
