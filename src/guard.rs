@@ -99,7 +99,11 @@ pub unsafe fn guard_segment(base: *mut u8) -> u64 {
     // SAFETY: the guard pages hold nothing (the header ends before the
     // metadata's last OS page, checked above; page 63 is never used).
     unsafe {
-        protect(b + META_PAGES * PAGE_SIZE - os::PAGE, os::PAGE, libc::PROT_NONE);
+        protect(
+            b + META_PAGES * PAGE_SIZE - os::PAGE,
+            os::PAGE,
+            libc::PROT_NONE,
+        );
         protect(b + (PAGES - 1) * PAGE_SIZE, PAGE_SIZE, libc::PROT_NONE);
     }
     1u64 << (PAGES - 1)
@@ -140,8 +144,7 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
     let end = c + 2 * os::PAGE + data;
     // SAFETY: the guard pages of a mapping just made, holding nothing.
     let guarded = unsafe {
-        protect(c + os::PAGE, os::PAGE, libc::PROT_NONE)
-            && protect(end, os::PAGE, libc::PROT_NONE)
+        protect(c + os::PAGE, os::PAGE, libc::PROT_NONE) && protect(end, os::PAGE, libc::PROT_NONE)
     };
     if !guarded {
         // SAFETY: as above.

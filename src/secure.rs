@@ -83,7 +83,8 @@ fn seed() -> u64 {
     // SAFETY: getrandom writes at most 8 bytes into the local buffer.
     let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), 8, libc::GRND_NONBLOCK) };
     let stack = &buf as *const _ as u64;
-    let fallback = mix(stack ^ crate::os::now_ms().rotate_left(32) ^ (&MODE as *const AtomicU8 as u64));
+    let fallback =
+        mix(stack ^ crate::os::now_ms().rotate_left(32) ^ (&MODE as *const AtomicU8 as u64));
     if n == 8 {
         u64::from_le_bytes(buf)
     } else {
@@ -101,7 +102,9 @@ fn mix(mut z: u64) -> u64 {
 /// 64 random bits (cheap, not cryptographic).
 #[inline]
 pub fn rand() -> u64 {
-    mix(RNG.fetch_add(GOLDEN, Ordering::Relaxed).wrapping_add(GOLDEN))
+    mix(RNG
+        .fetch_add(GOLDEN, Ordering::Relaxed)
+        .wrapping_add(GOLDEN))
 }
 
 // --- entry points ----------------------------------------------------
@@ -359,7 +362,8 @@ unsafe fn take(cls: usize) -> *mut u8 {
                         continue;
                     }
                     let bit = nth_set_bit(bits, ((r >> 32) as u32) % bits.count_ones());
-                    pg.free_word(w).store(bits & !(1u64 << bit), Ordering::Relaxed);
+                    pg.free_word(w)
+                        .store(bits & !(1u64 << bit), Ordering::Relaxed);
                     pg.used += 1;
                     heap::bump(&(*h).counts[cls].allocs);
                     return (pg.start + (w * 64 + bit as usize) * pg.bsize) as *mut u8;

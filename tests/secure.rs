@@ -73,18 +73,28 @@ fn layouts() {
             let keep = new.min(layout.size());
             // SAFETY: q holds at least `keep` bytes.
             let bytes = unsafe { std::slice::from_raw_parts_mut(q, new) };
-            assert!((0..keep).all(|k| bytes[k] == pattern(seed, k)), "realloc lost data");
+            assert!(
+                (0..keep).all(|k| bytes[k] == pattern(seed, k)),
+                "realloc lost data"
+            );
             for (k, b) in bytes.iter_mut().enumerate() {
                 *b = pattern(seed, k);
             }
-            live.push((q, Layout::from_size_align(new, layout.align()).unwrap(), seed));
+            live.push((
+                q,
+                Layout::from_size_align(new, layout.align()).unwrap(),
+                seed,
+            ));
         }
         if live.len() > 400 {
             let (p, layout, seed) = live.swap_remove((rng.next() as usize) % live.len());
             // SAFETY: p is live with this layout.
             unsafe {
                 let bytes = std::slice::from_raw_parts(p, layout.size());
-                assert!(bytes.iter().enumerate().all(|(k, &b)| b == pattern(seed, k)));
+                assert!(bytes
+                    .iter()
+                    .enumerate()
+                    .all(|(k, &b)| b == pattern(seed, k)));
                 dealloc(p, layout);
             }
         }
@@ -93,7 +103,10 @@ fn layouts() {
         // SAFETY: p is live with this layout.
         unsafe {
             let bytes = std::slice::from_raw_parts(p, layout.size());
-            assert!(bytes.iter().enumerate().all(|(k, &b)| b == pattern(seed, k)));
+            assert!(bytes
+                .iter()
+                .enumerate()
+                .all(|(k, &b)| b == pattern(seed, k)));
             dealloc(p, layout);
         }
     }
@@ -188,8 +201,13 @@ fn child_workload() {
 /// or without the variable, and checks that it passed.
 fn run_child(env_secure: bool) {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", "child_workload", "--nocapture", "--test-threads=1"])
-        .env(CHILD, "1");
+    cmd.args([
+        "--exact",
+        "child_workload",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(CHILD, "1");
     if env_secure {
         cmd.env("TINYMALLOC_SECURE", "1");
     } else {

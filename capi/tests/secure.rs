@@ -47,11 +47,7 @@ fn check(case: &str, secure: bool, end: End) {
     let addr = out.stdout.lines().next().unwrap_or("").trim().to_string();
     match end {
         End::Abort(fault) => {
-            assert_eq!(
-                out.status.signal(),
-                Some(libc::SIGABRT),
-                "{what}: {out:#?}"
-            );
+            assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{what}: {out:#?}");
             assert!(addr.starts_with("0x"), "{what}: no address: {out:#?}");
             let lines: Vec<&str> = out.stderr.lines().collect();
             assert_eq!(lines.len(), 1, "{what}: one stderr line: {out:#?}");
