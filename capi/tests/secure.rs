@@ -104,6 +104,7 @@ cases! {
     overflow_of_aligned_block: "overflow-aligned" => default End::Undetected, secure OVERFLOW;
     large_overflow_hits_guard_page: "overflow-large-far" => default End::Undetected, secure End::Fault;
     huge_overflow_hits_guard_page: "overflow-huge-far" => default End::Undetected, secure End::Fault;
+    overflow_past_a_segment_s_slabs_hits_guard_page: "slab-guard" => default End::Undetected, secure End::Fault;
     write_after_free_small: "write-after-free-small" => default End::Undetected, secure WRITE_AFTER_FREE;
     write_after_free_medium: "write-after-free-medium" => default End::Undetected, secure WRITE_AFTER_FREE;
     read_after_free_large_faults: "read-after-free-large" => default End::Undetected, secure End::Fault;
@@ -128,4 +129,35 @@ fn usable_size_is_the_request_in_secure_mode() {
     assert_eq!(secure.stdout.trim(), "24", "{secure:#?}");
     let default = run_case("usable-size", false);
     assert_eq!(default.stdout.trim(), "32", "{default:#?}");
+}
+
+/// Runs an information case and returns the number it printed.
+fn number(case: &str, secure: bool) -> usize {
+    let out = run_case(case, secure);
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{case}: {out:#?}"
+    );
+    out.stdout
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{case}: {out:#?}"))
+}
+
+/// Default mode hands out a page's slots in address order; secure mode
+/// picks a random free slot.
+#[test]
+fn secure_mode_picks_random_slots() {
+    let default = number("slot-order", false);
+    let secure = number("slot-order", true);
+    assert!(default >= 150, "default mode: {default} of 199 in order");
+    assert!(secure <= 40, "secure mode: {secure} of 199 in order");
+}
+
+/// Default mode hands a freed block out again at once; secure mode keeps
+/// it in the quarantine.
+#[test]
+fn secure_mode_delays_reuse() {
+    assert!(number("reuse", false) >= 90);
+    assert_eq!(number("reuse", true), 0);
 }

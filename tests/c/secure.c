@@ -78,6 +78,51 @@ static void double_free_after_quarantine(void) {
   free(announce(p));
 }
 
+/* Finds the last 16 KiB block of the last-but-one 64 KiB page of a 4 MiB
+ * segment, and writes one byte past its end: into the segment's last page,
+ * a guard page in secure mode. */
+static void slab_guard(void) {
+  enum { N = 4000, SIZE = 16000 };
+  static char *blocks[N];
+  for (int i = 0; i < N; i++) {
+    blocks[i] = launder(malloc(SIZE));
+    if (((uintptr_t)blocks[i] & ((4u << 20) - 1)) == 62 * 65536 + 3 * 16384) {
+      announce(blocks[i])[16384] = 1;
+      return;
+    }
+  }
+  fprintf(stderr, "secure: no block at the end of a segment's page 62\n");
+  exit(4);
+}
+
+/* Prints how many of 200 consecutive 100-byte blocks follow the one
+ * before them directly (slots taken in order). */
+static void slot_order(void) {
+  enum { N = 200 };
+  static char *b[N];
+  int next = 0;
+  for (int i = 0; i < N; i++) {
+    b[i] = malloc(100);
+    if (i > 0 && b[i] == b[i - 1] + 112) next++;
+  }
+  for (int i = 0; i < N; i++) free(b[i]);
+  printf("%d\n", next);
+}
+
+/* Prints how many of 100 blocks freed and at once replaced by a block of
+ * the same size were handed out again as that replacement. */
+static void reuse(void) {
+  int same = 0;
+  for (int i = 0; i < 100; i++) {
+    void *p = malloc(48);
+    free(p);
+    void *q = malloc(48);
+    if (q == p) same++;
+    free(q);
+  }
+  printf("%d\n", same);
+}
+
 /* --- correct programs ------------------------------------------------ */
 
 static void ok_blocks(void) {
@@ -200,7 +245,14 @@ int main(int argc, char **argv) {
     free(p);
     free(announce(p));
   } else if (!strcmp(c, "double-free-after-quarantine")) double_free_after_quarantine();
-  else if (!strcmp(c, "usable-size")) {
+  else if (!strcmp(c, "slab-guard")) slab_guard();
+  else if (!strcmp(c, "slot-order")) {
+    slot_order();
+    return 0;
+  } else if (!strcmp(c, "reuse")) {
+    reuse();
+    return 0;
+  } else if (!strcmp(c, "usable-size")) {
     void *p = malloc(24);
     printf("%zu\n", malloc_usable_size(p));
     free(p);
