@@ -10,8 +10,9 @@
 //!  │        │       │   than 16 B (or the alignment│       │
 //!  │        │       │   below the guard, canaried) │       │
 //!  └────────┴───────┴──────────────────────────────┴───────┘
-//!  free: data pages -> PROT_NONE and purged; the mapping waits in a ring
-//!  of FREED_SLOTS before it is unmapped (reads and writes fault).
+//!  free: all but the header -> PROT_NONE (reads and writes fault), pages
+//!  purged unless kept hot; the mapping waits (retired.rs), then may be
+//!  reused for a block that fits, or is unmapped.
 //!
 //!  small segment in secure mode
 //!  ┌──────────────────┬──────┬─────────┬─────┬─────────┬───────────┐
@@ -20,25 +21,22 @@
 //!  └──────────────────┴──────┴─────────┴─────┴─────────┴───────────┘
 //! ```
 //! Invariants: a header's `state` is LIVE from allocation to free and
-//! FREED afterwards, and its chunk stays Guarded until the mapping leaves
-//! the freed ring (then it is forgotten, then unmapped); the ring and its
-//! cursor are only touched under `LOCK`.
+//! FREED afterwards (until the mapping is reused, when it is rewritten);
+//! its chunk stays Guarded until the mapping is unmapped (forgotten
+//! first), so a second free is always named a double free.
 
 #[cfg(test)]
 use crate::canary;
 use crate::error::{self, Fault, Op};
+use crate::retired::{self, Mapping};
 use crate::segmap::{self, Kind, CHUNK};
 use crate::segment::{Segment, META_PAGES, PAGES, PAGE_SIZE};
-use crate::sync::{ForkPhase, SpinLock};
 use crate::{os, stats};
-use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// The largest alignment served by guarded mappings (larger ones go to
 /// ordinary huge mappings).
 pub const MAX_ALIGN: usize = 1 << 20;
-/// Freed mappings kept inaccessible before they are unmapped.
-const FREED_SLOTS: usize = 128;
 /// Canary bytes checked between the end of a block and its guard page.
 const TAIL_CHECK: usize = 64;
 
@@ -55,21 +53,6 @@ struct Header {
     map_len: usize,
     state: AtomicUsize,
 }
-
-struct Ring {
-    map: [(usize, usize); FREED_SLOTS],
-    next: usize,
-}
-
-struct RingCell(UnsafeCell<Ring>);
-// SAFETY: only accessed with LOCK held.
-unsafe impl Sync for RingCell {}
-
-static LOCK: SpinLock = SpinLock::new();
-static RING: RingCell = RingCell(UnsafeCell::new(Ring {
-    map: [(0, 0); FREED_SLOTS],
-    next: 0,
-}));
 
 /// Changes the protection of a page-aligned range; false on failure.
 ///
@@ -114,8 +97,9 @@ fn round_page(n: usize) -> Option<usize> {
 }
 
 /// Allocates a guarded block of `size` bytes aligned to `align` (a power of
-/// two, at most [`MAX_ALIGN`]); its memory is zero. Null when out of memory.
-pub fn alloc(size: usize, align: usize) -> *mut u8 {
+/// two, at most [`MAX_ALIGN`]); its memory is zero when fresh or purged, or
+/// when `zero` asks. Null when out of memory.
+pub fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
     let align = align.max(crate::raw::MIN_ALIGN);
     let extra = if align > os::PAGE { align } else { 0 };
     let Some(data) = size.checked_add(extra).and_then(round_page) else {
@@ -127,6 +111,9 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
     };
     if len > isize::MAX as usize / 2 {
         return core::ptr::null_mut();
+    }
+    if let Some(b) = reuse(size, align, len, zero) {
+        return b;
     }
     let mut c = os::map_aligned(len, CHUNK, 0);
     if c.is_null() && (drain() | crate::arena::release_cached_memory(None)) {
@@ -151,7 +138,54 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
         unsafe { os::unmap(c as *mut u8, len) };
         return core::ptr::null_mut();
     }
+    // SAFETY: a mapping just made, ours.
+    let b = unsafe { place(c, len, size, align) };
+    segmap::set(c, Kind::Guarded);
+    stats::note_reserved(len as isize);
+    b as *mut u8
+}
+
+/// Serves a block from a retired mapping of at least `len` bytes (and at
+/// most about twice that), made accessible again; zeroed when `zero` asks
+/// and its pages were kept.
+fn reuse(size: usize, align: usize, len: usize, zero: bool) -> Option<*mut u8> {
+    let m = retired::take(|have| have >= len && have - len <= len.min(CHUNK / 2))?;
+    // SAFETY: a retired mapping is ours and unused; its data pages become
+    // accessible again (the guard pages stay inaccessible).
+    if !unsafe {
+        protect(
+            m.c + 2 * os::PAGE,
+            m.len - 3 * os::PAGE,
+            libc::PROT_READ | libc::PROT_WRITE,
+        )
+    } {
+        release(m);
+        return None;
+    }
+    // SAFETY: as above; the mapping is ours.
+    let b = unsafe { place(m.c, m.len, size, align) };
+    if m.hot && zero {
+        // SAFETY: the block and its tail lie in the mapping's data pages;
+        // stale contents are cleared (the tail canary is written again).
+        unsafe {
+            let end = m.c + m.len - os::PAGE;
+            core::ptr::write_bytes(b as *mut u8, 0, size);
+            fill_tail(b, size, end, true);
+        }
+    }
+    Some(b as *mut u8)
+}
+
+/// Places a block of `size` bytes aligned to `align` at the end of the data
+/// pages of the mapping `[c, c + len)`, writes its header and tail canary;
+/// returns its address.
+///
+/// # Safety
+/// The mapping is ours, unused, with accessible header and data pages.
+unsafe fn place(c: usize, len: usize, size: usize, align: usize) -> usize {
+    let end = c + len - os::PAGE;
     let b = (end - size) & !(align - 1);
+    debug_assert!(b >= c + 2 * os::PAGE && b - c < CHUNK);
     // SAFETY: the header page and the block's tail are ours, mapped RW.
     unsafe {
         (c as *mut Header).write(Header {
@@ -162,11 +196,9 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
         });
         fill_tail(b, size, end, true);
     }
-    segmap::set(c, Kind::Guarded);
-    stats::note_reserved(len as isize);
-    stats::note_huge(data as isize);
+    stats::note_huge((len - 3 * os::PAGE) as isize);
     stats::note_huge_count(1);
-    b as *mut u8
+    b
 }
 
 /// Fills (`set`) or checks the canary bytes between a block's end and its
@@ -235,55 +267,33 @@ pub fn free(p: usize, op: Op) {
     if !unsafe { fill_tail(p, size, end, false) } {
         error::fatal(op, Fault::HeapOverflow, p);
     }
+    let hot = retired::keep_hot(len);
     // SAFETY: the block is freed; its pages hold nothing live any more.
     unsafe {
         protect(c + os::PAGE, len - os::PAGE, libc::PROT_NONE);
-        os::purge((c + 2 * os::PAGE) as *mut u8, len - 3 * os::PAGE);
+        if !hot {
+            os::purge((c + 2 * os::PAGE) as *mut u8, len - 3 * os::PAGE);
+        }
     }
     error::remember_freed(p);
     stats::note_huge(-((len - 3 * os::PAGE) as isize));
     stats::note_huge_count(-1);
-    LOCK.lock();
-    // SAFETY: the lock is held.
-    let old = unsafe {
-        let r = &mut *RING.0.get();
-        let old = r.map[r.next];
-        r.map[r.next] = (c, len);
-        r.next = (r.next + 1) % FREED_SLOTS;
-        old
-    };
-    LOCK.unlock();
-    release(old);
+    if let Some(gone) = retired::push(Mapping { c, len, hot }) {
+        release(gone);
+    }
 }
 
-/// Forgets and unmaps a freed mapping that left the ring.
-fn release((c, len): (usize, usize)) {
-    if c == 0 {
-        return;
-    }
-    segmap::set(c, Kind::None);
+/// Forgets and unmaps a retired mapping.
+fn release(m: Mapping) {
+    segmap::set(m.c, Kind::None);
     // SAFETY: a freed guarded mapping nothing refers to any more.
-    unsafe { os::unmap(c as *mut u8, len) };
-    stats::note_reserved(-(len as isize));
+    unsafe { os::unmap(m.c as *mut u8, m.len) };
+    stats::note_reserved(-(m.len as isize));
 }
 
-/// Unmaps every freed mapping now; true when there was one.
+/// Unmaps every retired mapping now; true when there was one.
 pub fn drain() -> bool {
-    LOCK.lock();
-    // SAFETY: the lock is held.
-    let taken = unsafe { core::mem::replace(&mut (*RING.0.get()).map, [(0, 0); FREED_SLOTS]) };
-    LOCK.unlock();
-    let mut any = false;
-    for e in taken {
-        any |= e.0 != 0;
-        release(e);
-    }
-    any
-}
-
-/// Fork support: the ring's lock is held across fork.
-pub fn fork_lock(phase: ForkPhase) {
-    phase.apply(&LOCK);
+    retired::drain(release)
 }
 
 #[cfg(test)]
@@ -292,8 +302,12 @@ mod tests {
 
     #[test]
     fn guarded_blocks_are_end_aligned_zeroed_and_freed_once() {
+        let _g = retired::TEST_SERIAL
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        drain();
         for (size, align) in [(40_000usize, 16usize), (100_001, 64), (5 << 20, 8192)] {
-            let p = alloc(size, align) as usize;
+            let p = alloc(size, align, false) as usize;
             assert!(p != 0 && p % align == 0);
             let c = p & !(CHUNK - 1);
             // SAFETY: a live header.
@@ -310,6 +324,30 @@ mod tests {
             free(p, Op::Free);
             assert_eq!(size_of(p), Err(Fault::DoubleFree));
         }
+        assert!(drain());
+    }
+
+    #[test]
+    fn retired_mappings_are_reused_zeroed_after_waiting() {
+        let _g = retired::TEST_SERIAL
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        drain();
+        let size = 100_000;
+        let mut freed = Vec::new();
+        for _ in 0..80 {
+            let p = alloc(size, 16, false) as usize;
+            // SAFETY: a live block of `size` bytes.
+            unsafe { core::ptr::write_bytes(p as *mut u8, 0xee, size) };
+            free(p, Op::Free);
+            freed.push(p & !(CHUNK - 1));
+        }
+        let p = alloc(size - 5000, 16, true) as usize;
+        assert!(freed.contains(&(p & !(CHUNK - 1))), "not reused");
+        // SAFETY: a live block.
+        assert!(unsafe { canary::is_zero(p as *const u8, size - 5000) });
+        assert_eq!(size_of(p), Ok(size - 5000));
+        free(p, Op::Free);
         assert!(drain());
     }
 }

@@ -44,6 +44,7 @@ mod options;
 mod os;
 mod page;
 mod quarantine;
+mod retired;
 mod secure;
 mod segmap;
 mod segment;

@@ -119,11 +119,11 @@ pub unsafe fn malloc(size: usize) -> *mut u8 {
         return unsafe { raw::malloc(size) };
     }
     // SAFETY: MIN_ALIGN is a power of two.
-    unsafe { alloc(size, MIN_ALIGN) }
+    unsafe { alloc(size, MIN_ALIGN, false) }
 }
 
-/// `raw::malloc_aligned` / `raw::zalloc_aligned` in secure mode (blocks
-/// are always zero when handed out); `align` is a power of two.
+/// `raw::malloc_aligned` / `raw::zalloc_aligned` (`zero`) in secure mode;
+/// `align` is a power of two.
 ///
 /// # Safety
 /// As `raw::malloc_aligned`.
@@ -139,7 +139,7 @@ pub unsafe fn malloc_aligned(size: usize, align: usize, zero: bool) -> *mut u8 {
         };
     }
     // SAFETY: align is a power of two (checked by raw).
-    unsafe { alloc(size, align) }
+    unsafe { alloc(size, align, zero) }
 }
 
 /// `raw::free` (and the free of `free_sized`, `realloc`) in secure mode.
@@ -211,12 +211,17 @@ pub unsafe fn realloc_aligned(p: *mut u8, size: usize, align: usize) -> *mut u8 
     }
     if p.is_null() {
         // SAFETY: a plain allocation.
-        return unsafe { alloc(size, align) };
+        return unsafe { alloc(size, align, false) };
     }
     // SAFETY: validates p (aborting on a bad pointer).
     let n = unsafe { requested_size(p, Op::Realloc) };
+    // SAFETY: p is a validated live block; a small one is resized in place
+    // when the new size (and its padding) still fits its class well.
+    if unsafe { resize_small_in_place(p, size, align) } {
+        return p;
+    }
     // SAFETY: a fresh allocation.
-    let q = unsafe { alloc(size, align) };
+    let q = unsafe { alloc(size, align, false) };
     if q.is_null() {
         return q;
     }
@@ -291,13 +296,15 @@ pub fn quarantined_bytes() -> usize {
 pub fn fork_locks(phase: crate::sync::ForkPhase) {
     quarantine::fork_locks(phase);
     zero::fork_lock(phase);
-    guard::fork_lock(phase);
+    crate::retired::fork_lock(phase);
 }
 
 // --- internals ---------------------------------------------------------
 
-/// Allocates `size` bytes aligned to `align` (a power of two), zeroed.
-unsafe fn alloc(size: usize, align: usize) -> *mut u8 {
+/// Allocates `size` bytes aligned to `align` (a power of two). Small
+/// blocks are always zero; a large one reusing a retired mapping whose
+/// pages were kept holds stale bytes unless `zero` is asked.
+unsafe fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
     if size == 0 && align <= MIN_ALIGN {
         let p = zero::alloc();
         if !p.is_null() {
@@ -315,7 +322,7 @@ unsafe fn alloc(size: usize, align: usize) -> *mut u8 {
     match cls {
         // SAFETY: the class holds need bytes aligned to `align`.
         Some(c) => unsafe { small_alloc(c, size) },
-        None if align <= guard::MAX_ALIGN => guard::alloc(size, align),
+        None if align <= guard::MAX_ALIGN => guard::alloc(size, align, zero),
         // SAFETY: any size and power-of-two alignment (fresh mappings).
         None => unsafe { huge::alloc(size, align, true) },
     }
@@ -430,6 +437,27 @@ unsafe fn release(q: usize) {
     quarantine::count(bsize, false);
     // SAFETY: a live small block, freed once.
     unsafe { segment::free(p, Op::Free) }
+}
+
+/// Resizes the validated live block `p` in place when it is a small block
+/// whose class would still be chosen for `size` (or wastes at most half):
+/// the canary is armed again after the new size. True when done.
+unsafe fn resize_small_in_place(p: *mut u8, size: usize, align: usize) -> bool {
+    let a = p as usize;
+    if zero::contains(a) || segmap::kind_of(a) != Kind::Small || a % align != 0 {
+        return false;
+    }
+    // SAFETY: a live small block (validated by the caller).
+    let Some(bsize) = (unsafe { segment::usable(p) }) else {
+        return false;
+    };
+    let need = size.saturating_add(canary::PAD);
+    if size == 0 || need > bsize || need <= bsize / 2 {
+        return false;
+    }
+    // SAFETY: the block is the caller's and holds bsize >= need bytes.
+    unsafe { canary::arm(p, size, bsize) };
+    true
 }
 
 /// The requested size of the live block at `p`, validating it (and its
