@@ -77,13 +77,11 @@ unsafe fn set_trailer(p: *mut u8, bsize: usize, v: u32) {
 /// `p` is a live block of `bsize >= n + PAD` bytes owned by the caller.
 pub unsafe fn arm(p: *mut u8, n: usize, bsize: usize) {
     debug_assert!(n + PAD <= bsize);
-    let pat = pattern(p as usize).to_le_bytes();
-    for j in n..bsize - TRAILER {
-        // SAFETY: j lies in the block.
-        unsafe { *p.add(j) = pat[j & 7] };
+    // SAFETY: [n, bsize - TRAILER) lies in the block.
+    unsafe {
+        canary_bytes(p, n, bsize - TRAILER, true);
+        set_trailer(p, bsize, (bsize - n) as u32);
     }
-    // SAFETY: as above.
-    unsafe { set_trailer(p, bsize, (bsize - n) as u32) };
 }
 
 /// Checks the slack of a live block and returns its requested size;
@@ -103,14 +101,48 @@ pub unsafe fn check(p: *mut u8, bsize: usize) -> Result<usize, Fault> {
         return Err(Fault::HeapOverflow);
     }
     let n = bsize - slack;
-    let pat = pattern(p as usize).to_le_bytes();
-    for j in n..bsize - TRAILER {
-        // SAFETY: j lies in the block.
-        if unsafe { *p.add(j) } != pat[j & 7] {
-            return Err(Fault::HeapOverflow);
+    // SAFETY: [n, bsize - TRAILER) lies in the block.
+    if unsafe { canary_bytes(p, n, bsize - TRAILER, false) } {
+        Ok(n)
+    } else {
+        Err(Fault::HeapOverflow)
+    }
+}
+
+/// Writes (`set`) or checks the canary bytes `[from, to)` of the block at
+/// `p` (8-byte aligned): byte j is byte `j % 8` of the pattern, so whole
+/// aligned words are the pattern itself. True when they were intact.
+///
+/// # Safety
+/// `[p + from, p + to)` lies in the caller's block.
+unsafe fn canary_bytes(p: *mut u8, from: usize, to: usize, set: bool) -> bool {
+    let word = pattern(p as usize);
+    let pat = word.to_le_bytes();
+    let mid_lo = from.next_multiple_of(8).min(to);
+    let mid_hi = (to & !7).max(mid_lo);
+    let mut ok = true;
+    for j in (from..mid_lo).chain(mid_hi..to) {
+        // SAFETY: j lies in the range.
+        unsafe {
+            if set {
+                *p.add(j) = pat[j & 7];
+            } else {
+                ok &= *p.add(j) == pat[j & 7];
+            }
         }
     }
-    Ok(n)
+    for k in (mid_lo / 8)..(mid_hi / 8) {
+        // SAFETY: word k lies in the range; p is 8-byte aligned.
+        unsafe {
+            let w = (p as *mut u64).add(k);
+            if set {
+                w.write(word);
+            } else {
+                ok &= w.read() == word;
+            }
+        }
+    }
+    ok
 }
 
 /// Zeroes a freed block and marks it as waiting in the quarantine.

@@ -361,14 +361,16 @@ unsafe fn take(cls: usize) -> *mut u8 {
                 let pg = &mut *page;
                 let words = pg.nwords();
                 let r = rand();
-                let w0 = (r as usize) % words;
+                // Multiply-shift instead of division: a value below the bound.
+                let w0 = (((r & 0xffff_ffff) * words as u64) >> 32) as usize;
                 for k in 0..words {
                     let w = (w0 + k) % words;
                     let bits = pg.free_word(w).load(Ordering::Relaxed);
                     if bits == 0 {
                         continue;
                     }
-                    let bit = nth_set_bit(bits, ((r >> 32) as u32) % bits.count_ones());
+                    let k = ((r >> 32) * bits.count_ones() as u64) >> 32;
+                    let bit = nth_set_bit(bits, k as u32);
                     pg.free_word(w)
                         .store(bits & !(1u64 << bit), Ordering::Relaxed);
                     pg.used += 1;
