@@ -108,11 +108,15 @@ pub fn rand() -> u64 {
 }
 
 // --- entry points ----------------------------------------------------
+// Cold and never inlined: the default mode's entry points keep only the
+// test of `check()` (no stack frame or register spills for secure mode).
 
 /// `raw::malloc` in secure mode.
 ///
 /// # Safety
 /// As `raw::malloc`.
+#[cold]
+#[inline(never)]
 pub unsafe fn malloc(size: usize) -> *mut u8 {
     if !active() {
         // SAFETY: the mode is now known to be off: the default path.
@@ -127,6 +131,8 @@ pub unsafe fn malloc(size: usize) -> *mut u8 {
 ///
 /// # Safety
 /// As `raw::malloc_aligned`.
+#[cold]
+#[inline(never)]
 pub unsafe fn malloc_aligned(size: usize, align: usize, zero: bool) -> *mut u8 {
     if !active() {
         // SAFETY: the default path.
@@ -146,6 +152,8 @@ pub unsafe fn malloc_aligned(size: usize, align: usize, zero: bool) -> *mut u8 {
 ///
 /// # Safety
 /// As `raw::free`.
+#[cold]
+#[inline(never)]
 pub unsafe fn free(p: *mut u8, op: Op) {
     if p.is_null() {
         return;
@@ -176,6 +184,8 @@ pub unsafe fn free(p: *mut u8, op: Op) {
 ///
 /// # Safety
 /// As `raw::free_sized`.
+#[cold]
+#[inline(never)]
 pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize) {
     if p.is_null() {
         return;
@@ -201,6 +211,8 @@ pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize) {
 ///
 /// # Safety
 /// As `raw::realloc_aligned`.
+#[cold]
+#[inline(never)]
 pub unsafe fn realloc_aligned(p: *mut u8, size: usize, align: usize) -> *mut u8 {
     if !active() {
         // SAFETY: the default path.
@@ -237,6 +249,8 @@ pub unsafe fn realloc_aligned(p: *mut u8, size: usize, align: usize) -> *mut u8 
 ///
 /// # Safety
 /// As `raw::usable_size`.
+#[cold]
+#[inline(never)]
 pub unsafe fn usable_size(p: *mut u8) -> usize {
     if p.is_null() {
         return 0;
@@ -253,6 +267,8 @@ pub unsafe fn usable_size(p: *mut u8) -> usize {
 ///
 /// # Safety
 /// Any address.
+#[cold]
+#[inline(never)]
 pub unsafe fn owns(p: *const u8) -> bool {
     if !active() {
         // SAFETY: the default path.
