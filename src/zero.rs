@@ -55,16 +55,20 @@ fn region() -> usize {
         return b;
     }
     // SAFETY: an anonymous private mapping with no access, reserving
-    // address space only.
+    // address space only; errno is kept as it was (a failure here is not
+    // the caller's: it falls back to an ordinary block).
     let p = unsafe {
-        libc::mmap(
+        let saved = *libc::__errno_location();
+        let p = libc::mmap(
             core::ptr::null_mut(),
             REGION,
             libc::PROT_NONE,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
             -1,
             0,
-        )
+        );
+        *libc::__errno_location() = saved;
+        p
     };
     if p == libc::MAP_FAILED {
         return 0;
