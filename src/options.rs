@@ -24,8 +24,9 @@ pub enum Opt {
     /// Delay before free pages are returned to the OS, in ms (0: at once,
     /// -1: never).
     PurgeDelayMs,
-    /// Secure mode (1 on, 0 off): read once, before the first block exists
-    /// (setting it later changes nothing); see `docs/SECURITY.md`.
+    /// Secure mode (1 on, 0 off): read once, at the initialisation, before
+    /// the first block exists (setting it later changes nothing; a Rust
+    /// program allocates before `main`); see `docs/SECURITY.md`.
     Secure,
     /// Print statistics to stderr at exit (1 on, 0 off).
     ShowStats,
