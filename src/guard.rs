@@ -46,6 +46,10 @@ const FREED: usize = 0xdead;
 const _: () = assert!(core::mem::size_of::<Segment>() <= META_PAGES * PAGE_SIZE - os::PAGE);
 
 /// The header in the mapping's first page.
+///
+/// Invariant: `block` is the block's address (inside the mapping's first
+/// chunk), `size` its requested size, `map_len` the whole mapping's length;
+/// `state` is LIVE while the block is live, FREED once freed.
 #[repr(C)]
 struct Header {
     block: usize,

@@ -20,6 +20,10 @@ const SHARDS: usize = 8;
 /// more frees into its shard.
 pub const SLOTS: usize = 128;
 
+/// One shard: a ring of freed blocks and the slot written next.
+///
+/// Invariant: `ring` and `next` are only touched with `lock` held; `next`
+/// is below `SLOTS`; entries are 0 or quarantined blocks (module doc).
 #[repr(align(64))]
 struct Shard {
     lock: SpinLock,

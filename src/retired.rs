@@ -30,6 +30,10 @@ const CACHE: usize = 32;
 const HOT_MAX: usize = 32 << 20;
 
 /// A freed guarded mapping.
+///
+/// Invariant: `c` is 0 (an empty slot) or a chunk-aligned guarded mapping of
+/// `len` bytes, all inaccessible but its header page; `hot` says whether its
+/// data pages still hold their (stale) contents.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Mapping {
     /// Its address (chunk-aligned); 0 for an empty slot.
@@ -46,6 +50,8 @@ const NONE: Mapping = Mapping {
     hot: false,
 };
 
+/// Invariant: as the module's; `cache[..ncache]` are the cached mappings,
+/// oldest first, the rest empty; `next` is the ring slot written next.
 struct State {
     ring: [Mapping; RING],
     next: usize,

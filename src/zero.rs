@@ -24,6 +24,8 @@ const REGION: usize = 4 << 20;
 const SLOT: usize = 16;
 const SLOTS: usize = REGION / SLOT;
 
+/// Invariant: a `live` bit is set exactly while its slot's block is live;
+/// `cursor` is below `SLOTS`. Only touched with `LOCK` held.
 struct State {
     live: [u64; SLOTS / 64],
     cursor: usize,
