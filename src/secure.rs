@@ -385,8 +385,8 @@ unsafe fn take(cls: usize) -> *mut u8 {
                     if bits == 0 {
                         continue;
                     }
-                    let k = ((r >> 32) * bits.count_ones() as u64) >> 32;
-                    let bit = nth_set_bit(bits, k as u32);
+                    let pick = ((r >> 32) * bits.count_ones() as u64) >> 32;
+                    let bit = nth_set_bit(bits, pick as u32);
                     pg.free_word(w)
                         .store(bits & !(1u64 << bit), Ordering::Relaxed);
                     pg.used += 1;
