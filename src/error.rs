@@ -17,6 +17,8 @@ pub enum Op {
     Realloc,
     /// `malloc_usable_size`.
     UsableSize,
+    /// `malloc` and the other allocating calls (secure mode's checks).
+    Malloc,
 }
 
 /// What went wrong.
@@ -29,6 +31,12 @@ pub enum Fault {
     Invalid,
     /// The size or alignment given with the pointer does not match it.
     WrongSize,
+    /// Bytes past the requested size were overwritten (secure mode's
+    /// canary).
+    HeapOverflow,
+    /// A freed block was written to (secure mode: freed blocks are zeroed
+    /// and checked when they are reused).
+    WriteAfterFree,
 }
 
 impl Op {
@@ -38,6 +46,7 @@ impl Op {
             Op::FreeSized => "free_sized",
             Op::Realloc => "realloc",
             Op::UsableSize => "malloc_usable_size",
+            Op::Malloc => "malloc",
         }
     }
 }
@@ -50,6 +59,8 @@ impl Fault {
                 "invalid pointer (not allocated by tinymalloc, or not the start of a block)"
             }
             Fault::WrongSize => "size or alignment does not match the block",
+            Fault::HeapOverflow => "heap overflow (bytes written past the end of the block)",
+            Fault::WriteAfterFree => "write after free (a freed block was modified)",
         }
     }
 }

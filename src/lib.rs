@@ -34,19 +34,25 @@
 
 mod arena;
 mod bitmap;
+mod canary;
 mod error;
+mod guard;
 mod heap;
 mod huge;
 mod large;
 mod options;
 mod os;
 mod page;
+mod quarantine;
+mod retired;
+mod secure;
 mod segmap;
 mod segment;
 mod size_class;
 mod stats;
 mod sync;
 mod thread;
+mod zero;
 
 pub mod raw;
 
@@ -54,6 +60,13 @@ pub use options::{get as get_option, set_option, Opt};
 pub use stats::{print_stats, stats, Stats};
 
 use core::alloc::{GlobalAlloc, Layout};
+
+/// True when secure mode is on (`TINYMALLOC_SECURE=1` when tinymalloc
+/// started, or the `secure` feature); fixed before the first block exists.
+/// See `docs/SECURITY.md`.
+pub fn secure_mode() -> bool {
+    secure::active()
+}
 
 /// The tinymalloc global allocator.
 ///

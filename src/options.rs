@@ -6,7 +6,7 @@
 //! |-----------------------------|---------|----------------------------------|
 //! | `TINYMALLOC_ARENAS`         | 0       | arenas (0: one per CPU, max 64)  |
 //! | `TINYMALLOC_PURGE_DELAY_MS` | 10      | purge delay (0: at once, -1: never) |
-//! | `TINYMALLOC_SECURE`         | 0       | secure mode (1 / 0)              |
+//! | `TINYMALLOC_SECURE`         | 0       | secure mode (1 / 0), see secure.rs |
 //! | `TINYMALLOC_SHOW_STATS`     | 0       | print statistics at exit (1 / 0) |
 //! | `TINYMALLOC_VERBOSE`        | 0       | report notable events (1 / 0)    |
 //!
@@ -24,7 +24,9 @@ pub enum Opt {
     /// Delay before free pages are returned to the OS, in ms (0: at once,
     /// -1: never).
     PurgeDelayMs,
-    /// Secure mode (1 on, 0 off).
+    /// Secure mode (1 on, 0 off): read once, at the initialisation, before
+    /// the first block exists (setting it later changes nothing; a Rust
+    /// program allocates before `main`); see `docs/SECURITY.md`.
     Secure,
     /// Print statistics to stderr at exit (1 on, 0 off).
     ShowStats,

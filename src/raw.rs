@@ -9,11 +9,15 @@
 //! - a size of 0 is served as the smallest block: a unique, freeable pointer;
 //! - a pointer that tinymalloc did not return, or that is already free, is
 //!   reported on stderr ("tinymalloc: ...") and the process aborts.
+//!
+//! Each entry point tests `secure::check()` once (one load of a global
+//! byte and a predictable branch; a constant with the `secure` feature)
+//! and hands secure mode's calls to `secure.rs`.
 
 use crate::error::Op;
 use crate::segmap::{self, Kind};
 use crate::size_class::{self, MEDIUM_MAX};
-use crate::{heap, huge, large, os, segment, thread};
+use crate::{heap, huge, large, os, secure, segment, thread};
 
 /// Every block is aligned to at least this many bytes.
 pub const MIN_ALIGN: usize = 16;
@@ -24,6 +28,10 @@ pub const MIN_ALIGN: usize = 16;
 /// Always safe to call; `unsafe` because it hands out raw memory.
 #[inline]
 pub unsafe fn malloc(size: usize) -> *mut u8 {
+    if secure::check() {
+        // SAFETY: forwarded.
+        return unsafe { secure::malloc(size) };
+    }
     if size <= size_class::SMALL_MAX {
         // Tested first: the commonest sizes take one compare to their class.
         // SAFETY: class_of is given a size it covers.
@@ -50,6 +58,10 @@ pub unsafe fn malloc_aligned(size: usize, align: usize) -> *mut u8 {
         // SAFETY: plain allocation.
         return unsafe { malloc(size) };
     }
+    if secure::check() {
+        // SAFETY: forwarded; align is a power of two.
+        return unsafe { secure::malloc_aligned(size, align, false) };
+    }
     match size_class::aligned_class(size, align) {
         // SAFETY: the class's blocks are all aligned to `align`.
         Some(cls) => unsafe { heap::alloc_class(cls, size) },
@@ -75,6 +87,10 @@ pub unsafe fn zalloc(size: usize) -> *mut u8 {
 pub unsafe fn zalloc_aligned(size: usize, align: usize) -> *mut u8 {
     if !align.is_power_of_two() {
         return core::ptr::null_mut();
+    }
+    if secure::check() {
+        // SAFETY: forwarded; align is a power of two.
+        return unsafe { secure::malloc_aligned(size, align, true) };
     }
     let small = if align <= MIN_ALIGN {
         (size <= MEDIUM_MAX).then(|| size_class::class_of(size))
@@ -116,6 +132,10 @@ pub unsafe fn calloc(n: usize, size: usize) -> *mut u8 {
 /// `p` must not be used after this call.
 #[inline]
 pub unsafe fn free(p: *mut u8) {
+    if secure::check() {
+        // SAFETY: forwarded contract.
+        return unsafe { secure::free(p, Op::Free) };
+    }
     // SAFETY: forwarded contract.
     unsafe { free_op(p, Op::Free) }
 }
@@ -127,6 +147,10 @@ pub unsafe fn free(p: *mut u8) {
 /// # Safety
 /// `p` must not be used after this call.
 pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize) {
+    if secure::check() {
+        // SAFETY: forwarded contract.
+        return unsafe { secure::free_sized(p, size, align) };
+    }
     if p.is_null() {
         return;
     }
@@ -162,6 +186,10 @@ pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
 /// # Safety
 /// As [`realloc`].
 pub unsafe fn realloc_aligned(p: *mut u8, size: usize, align: usize) -> *mut u8 {
+    if secure::check() {
+        // SAFETY: forwarded contract.
+        return unsafe { secure::realloc_aligned(p, size, align) };
+    }
     if p.is_null() {
         // SAFETY: plain allocation.
         return unsafe { malloc_aligned(size, align) };
@@ -181,7 +209,7 @@ pub unsafe fn realloc_aligned(p: *mut u8, size: usize, align: usize) -> *mut u8 
         let done = unsafe {
             match kind {
                 Kind::Large => large::resize_in_place(p, size),
-                Kind::None | Kind::Huge => huge::resize_in_place(p, size),
+                Kind::None | Kind::Huge | Kind::Guarded => huge::resize_in_place(p, size),
                 Kind::Small => false,
             }
         };
@@ -216,6 +244,10 @@ pub unsafe fn realloc_aligned(p: *mut u8, size: usize, align: usize) -> *mut u8 
 /// # Safety
 /// `p` is null or a pointer the caller believes is a live block.
 pub unsafe fn usable_size(p: *mut u8) -> usize {
+    if secure::check() {
+        // SAFETY: forwarded contract.
+        return unsafe { secure::usable_size(p) };
+    }
     if p.is_null() {
         return 0;
     }
@@ -227,7 +259,8 @@ pub unsafe fn usable_size(p: *mut u8) -> usize {
 /// calling thread's free pages, the arenas' caches and free large pages.
 /// Returns true when something was released.
 pub fn trim() -> bool {
-    let mut released = false;
+    // Secure mode: really free the quarantined blocks first.
+    let mut released = secure::on() && secure::flush();
     let h = thread::heap();
     if !h.is_null() {
         // SAFETY: h is this thread's own heap.
@@ -241,6 +274,10 @@ pub fn trim() -> bool {
 /// # Safety
 /// Always safe to call with any address.
 pub unsafe fn owns(p: *const u8) -> bool {
+    if secure::check() {
+        // SAFETY: any address.
+        return unsafe { secure::owns(p) };
+    }
     // SAFETY: lookup validates without trusting p.
     unsafe { lookup_usable(p as *mut u8).is_some() }
 }
@@ -269,7 +306,7 @@ unsafe fn alloc_big(size: usize, align: usize, zero: bool) -> *mut u8 {
 
 /// Frees `p` after validating it, naming `op` in any report.
 #[inline(always)]
-unsafe fn free_op(p: *mut u8, op: Op) {
+pub(crate) unsafe fn free_op(p: *mut u8, op: Op) {
     if segmap::is_small(p as usize) {
         // SAFETY: the chunk map says p lies in a small segment.
         unsafe { segment::free(p, op) }
@@ -292,7 +329,7 @@ unsafe fn free_big(p: *mut u8, op: Op) {
 }
 
 /// Validates `p` and returns its usable size, aborting on a bad pointer.
-unsafe fn usable_of(p: *mut u8, op: Op) -> usize {
+pub(crate) unsafe fn usable_of(p: *mut u8, op: Op) -> usize {
     // SAFETY: lookup validates without trusting p.
     match unsafe { lookup_usable(p) } {
         Some(n) => n,
@@ -301,7 +338,7 @@ unsafe fn usable_of(p: *mut u8, op: Op) -> usize {
 }
 
 /// The usable size of the live block at `p`, or None if `p` is not one.
-unsafe fn lookup_usable(p: *mut u8) -> Option<usize> {
+pub(crate) unsafe fn lookup_usable(p: *mut u8) -> Option<usize> {
     // SAFETY: each lookup validates p against the metadata it reaches
     // through the chunk map, never reading memory tinymalloc does not own.
     unsafe {

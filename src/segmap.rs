@@ -10,6 +10,7 @@
 //!                          Small : a small segment starts at addr & !(4 MiB-1)
 //!                          Large : a large segment starts there
 //!                          Huge  : a huge block's header starts there
+//!                          Guarded: a guarded mapping's header (secure mode)
 //! ```
 //! Invariant: an entry is non-None exactly while the segment or huge
 //! mapping starting at that chunk is mapped and owned by tinymalloc.
@@ -36,6 +37,9 @@ pub enum Kind {
     Large = 2,
     /// The first chunk of a huge block's mapping (holding its header).
     Huge = 3,
+    /// The first chunk of a guarded mapping (secure mode's large and huge
+    /// blocks, `guard.rs`), holding its header.
+    Guarded = 4,
 }
 
 struct Map(UnsafeCell<[u8; ENTRIES]>);
@@ -63,6 +67,7 @@ pub fn kind_of(addr: usize) -> Kind {
         1 => Kind::Small,
         2 => Kind::Large,
         3 => Kind::Huge,
+        4 => Kind::Guarded,
         _ => Kind::None,
     }
 }

@@ -139,6 +139,10 @@ pub unsafe fn init(
         s.owner_tid = AtomicUsize::new(crate::thread::tid());
         s.arena = arena;
         s.free_pages = USABLE_PAGES;
+        if crate::secure::on() {
+            // Secure mode: guard pages around the slabs; the last page is one.
+            s.free_pages &= !crate::guard::guard_segment(base);
+        }
         s.dirty_pages = if clean { 0 } else { !0 };
         s.purge_pages = 0;
         s.purge_at = 0;

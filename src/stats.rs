@@ -120,6 +120,8 @@ pub fn stats() -> Stats {
         cs.live = cs.allocs.saturating_sub(cs.frees);
         small_in_use += cs.live as usize * cs.block_size;
     }
+    // Secure mode: blocks in the quarantine were freed by the program.
+    let small_in_use = small_in_use.saturating_sub(crate::secure::quarantined_bytes());
     let (large_in_use, large_blocks) = crate::arena::large_totals();
     let huge_in_use = HUGE_BYTES.load(Relaxed).max(0) as usize;
     Stats {

@@ -158,6 +158,7 @@ pub fn global_init() {
         .is_ok()
     {
         options::init();
+        crate::secure::init();
         arena::init();
         // SAFETY: KEY is written once, here, before INIT becomes 2.
         unsafe { libc::pthread_key_create(KEY.0.get(), Some(thread_done)) };
@@ -271,5 +272,6 @@ extern "C" fn fork_child() {
 fn fork(phase: ForkPhase) {
     arena::fork_locks(phase);
     crate::huge::fork_lock(phase);
+    crate::secure::fork_locks(phase);
     phase.apply(&POOL_LOCK);
 }

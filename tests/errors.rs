@@ -2,7 +2,9 @@
 //! "tinymalloc: ..." report naming the fault and the address. Each misuse
 //! case runs in a child process (this test binary run again with an
 //! environment variable naming the case), and the parent checks that the
-//! child died of SIGABRT with the right message on stderr.
+//! child died of SIGABRT with the right message on stderr. Every child
+//! runs twice: in default mode and in secure mode (`TINYMALLOC_SECURE=1`),
+//! which must catch (and accept) the same things.
 //!
 //! Requests that cannot be satisfied (absurd sizes, overflowing `calloc`,
 //! bad alignments) must return null without aborting; these run in-process.
@@ -19,7 +21,7 @@ const MIB: usize = 1024 * 1024;
 /// In the child (the case variable names `name`): runs `body`, then exits
 /// with status 0 after printing a marker (so an abort that did not happen
 /// shows). In the parent: runs the child and returns its output.
-fn run_case(name: &str, body: fn()) -> Option<Output> {
+fn run_case(name: &str, body: fn(), secure: bool) -> Option<Output> {
     if std::env::var(CASE_VAR).as_deref() == Ok(name) {
         body();
         eprintln!("{SURVIVED}");
@@ -30,7 +32,13 @@ fn run_case(name: &str, body: fn()) -> Option<Output> {
         return None;
     }
     let exe = std::env::current_exe().expect("current_exe");
-    let out = Command::new(exe)
+    let mut cmd = Command::new(exe);
+    if secure {
+        cmd.env("TINYMALLOC_SECURE", "1");
+    } else {
+        cmd.env_remove("TINYMALLOC_SECURE");
+    }
+    let out = cmd
         .args([name, "--exact", "--nocapture", "--test-threads=1"])
         .env(CASE_VAR, name)
         .no_core_dump()
@@ -39,16 +47,22 @@ fn run_case(name: &str, body: fn()) -> Option<Output> {
     Some(out)
 }
 
-/// Runs case `name` in a child and checks it aborted with a report that
-/// contains each of `all` and at least one of `any`.
+/// Runs case `name` in a child, in each mode, and checks it aborted with a
+/// report that contains each of `all` and at least one of `any`.
 fn expect_abort(name: &str, body: fn(), all: &[&str], any: &[&str]) {
-    let Some(out) = run_case(name, body) else {
+    for secure in [false, true] {
+        expect_abort_in(name, body, all, any, secure);
+    }
+}
+
+fn expect_abort_in(name: &str, body: fn(), all: &[&str], any: &[&str], secure: bool) {
+    let Some(out) = run_case(name, body, secure) else {
         return;
     };
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let ctx = format!(
-        "case {name}: status {:?}\n--- stderr:\n{stderr}\n--- stdout:\n{stdout}",
+        "case {name} (secure {secure}): status {:?}\n--- stderr:\n{stderr}\n--- stdout:\n{stdout}",
         out.status
     );
     assert!(
@@ -82,17 +96,20 @@ fn expect_abort(name: &str, body: fn(), all: &[&str], any: &[&str]) {
     );
 }
 
-/// Runs case `name` in a child and checks it exited successfully.
+/// Runs case `name` in a child, in each mode, and checks it exited
+/// successfully.
 fn expect_success(name: &str, body: fn()) {
-    let Some(out) = run_case(name, body) else {
-        return;
-    };
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stderr.contains(SURVIVED),
-        "case {name} should have succeeded: status {:?}\n--- stderr:\n{stderr}",
-        out.status
-    );
+    for secure in [false, true] {
+        let Some(out) = run_case(name, body, secure) else {
+            return;
+        };
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stderr.contains(SURVIVED),
+            "case {name} (secure {secure}) should have succeeded: status {:?}\n--- stderr:\n{stderr}",
+            out.status
+        );
+    }
 }
 
 const DOUBLE: &[&str] = &["double free"];

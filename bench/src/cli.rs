@@ -5,6 +5,10 @@ use std::path::PathBuf;
 
 /// The allocators built into the suite, one worker binary each.
 pub const ALLOCATORS: &[&str] = &["tinymalloc", "system", "jemalloc", "mimalloc"];
+/// Allocators run only when named: `tinymalloc-secure` is the tinymalloc
+/// worker started with `TINYMALLOC_SECURE=1` (every other worker is started
+/// without that variable).
+pub const EXTRA_ALLOCATORS: &[&str] = &["tinymalloc-secure"];
 /// Default thread counts for multi-threaded workloads (8 oversubscribes a
 /// 2-core machine on purpose).
 pub const THREADS: &[usize] = &[1, 2, 8];
@@ -28,6 +32,8 @@ Options:
   --quick                 reduced sizes (whole suite in a few minutes)
   --workloads A,B,...     workloads to run (default: all; see --list)
   --allocators A,B,...    of tinymalloc,system,jemalloc,mimalloc (default: all)
+                          and tinymalloc-secure (tinymalloc with
+                          TINYMALLOC_SECURE=1; only when named)
   --threads N,M,...       thread counts for multi-threaded workloads
                           (default: 1,2,8; single-threaded workloads run
                           only when 1 is listed)
@@ -162,7 +168,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, String>
             }
             "--allocators" => {
                 let names = list(&name, &value, |s| {
-                    if ALLOCATORS.contains(&s) {
+                    if ALLOCATORS.contains(&s) || EXTRA_ALLOCATORS.contains(&s) {
                         Ok(s.to_string())
                     } else {
                         Err(format!(
@@ -270,6 +276,8 @@ mod tests {
         assert!(p(&["--bogus"]).is_err());
         assert!(p(&["--workloads", "nope"]).is_err());
         assert!(p(&["--allocators", "tcmalloc"]).is_err());
+        let o = p(&["--allocators", "tinymalloc,tinymalloc-secure"]).unwrap();
+        assert_eq!(o.allocators, vec!["tinymalloc", "tinymalloc-secure"]);
         assert!(p(&["--threads", "0"]).is_err());
         assert!(p(&["--reps", "0"]).is_err());
         assert!(p(&["--reps"]).is_err());

@@ -27,6 +27,8 @@ struct Contender {
     label: String,
     exe: PathBuf,
     preload: Option<PathBuf>,
+    /// Started with `TINYMALLOC_SECURE=1` (else without the variable).
+    secure: bool,
 }
 
 /// Runs the driver with the process's arguments; returns the exit code
@@ -228,10 +230,12 @@ fn contenders(opts: &Options, exe_dir: &Path) -> Result<Vec<Contender>, String> 
     };
     let mut out = Vec::new();
     for a in &opts.allocators {
+        let secure = a == "tinymalloc-secure";
         out.push(Contender {
             label: a.clone(),
-            exe: worker(a)?,
+            exe: worker(if secure { "tinymalloc" } else { a })?,
             preload: None,
+            secure,
         });
     }
     for lib in &opts.preload {
@@ -252,6 +256,7 @@ fn contenders(opts: &Options, exe_dir: &Path) -> Result<Vec<Contender>, String> 
             label,
             exe: worker("system")?,
             preload: Some(lib),
+            secure: false,
         });
     }
     Ok(out)
@@ -275,6 +280,11 @@ fn run_one(
         .stderr(Stdio::piped());
     if let Some(lib) = &c.preload {
         cmd.env("LD_PRELOAD", lib);
+    }
+    if c.secure {
+        cmd.env("TINYMALLOC_SECURE", "1");
+    } else {
+        cmd.env_remove("TINYMALLOC_SECURE");
     }
     let mut child = cmd
         .spawn()

@@ -1,26 +1,31 @@
 //! The C API, from C: `tests/c/api.c` (the malloc family, rule by rule) and
 //! `tests/c/tiny.c` (the tinymalloc API), `tests/c/cxx.cc` (C++ new and
-//! delete), and `examples/hello.c`. Each prints nothing and exits 0.
+//! delete), and `examples/hello.c`. Each prints nothing and exits 0, in
+//! default mode and in secure mode (`TINYMALLOC_SECURE=1`).
 
 mod common;
 
-use common::{compile, preload, run, Link};
+use common::{compile, mode, preload, run, Link};
 use std::process::Command;
 use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(120);
 
-/// Runs a C test program that must print nothing and exit 0.
+/// Runs a C test program that must print nothing and exit 0, in default
+/// mode and in secure mode.
 fn run_quiet(exe: &std::path::Path, link: Link) {
-    let mut cmd = Command::new(exe);
-    if link == Link::Preload {
-        preload(&mut cmd);
+    for secure in [false, true] {
+        let mut cmd = Command::new(exe);
+        mode(&mut cmd, secure);
+        if link == Link::Preload {
+            preload(&mut cmd);
+        }
+        let out = run(&mut cmd, b"", LIMIT);
+        let what = format!("{} ({link:?}, secure {secure})", exe.display());
+        out.assert_success(&what);
+        assert_eq!(out.stdout, "", "{what} printed on stdout");
+        assert_eq!(out.stderr, "", "{what} printed on stderr");
     }
-    let out = run(&mut cmd, b"", LIMIT);
-    let what = format!("{} ({link:?})", exe.display());
-    out.assert_success(&what);
-    assert_eq!(out.stdout, "", "{what} printed on stdout");
-    assert_eq!(out.stderr, "", "{what} printed on stderr");
 }
 
 #[test]

@@ -1,9 +1,10 @@
 //! Correct programs must not be flagged: `tests/c/ok.c`'s cases, each run
-//! preloaded and linked with -ltinymalloc, must print nothing and exit 0.
+//! preloaded and linked with -ltinymalloc, in default mode and in secure
+//! mode (`TINYMALLOC_SECURE=1`), must print nothing and exit 0.
 
 mod common;
 
-use common::{compile, preload, run, Link};
+use common::{compile, mode, preload, run, Link};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
@@ -20,18 +21,22 @@ fn program(link: Link) -> PathBuf {
     cell.get_or_init(|| compile("ok.c", link)).clone()
 }
 
-/// Runs `case` of ok.c `times` times each way.
+/// Runs `case` of ok.c `times` times each way, in both modes.
 fn expect_ok(case: &str, times: usize) {
-    for link in [Link::Preload, Link::Shared] {
-        for _ in 0..times {
-            let mut cmd = Command::new(program(link));
-            cmd.arg(case);
-            if link == Link::Preload {
-                preload(&mut cmd);
+    for secure in [false, true] {
+        for link in [Link::Preload, Link::Shared] {
+            for _ in 0..times {
+                let mut cmd = Command::new(program(link));
+                cmd.arg(case);
+                mode(&mut cmd, secure);
+                if link == Link::Preload {
+                    preload(&mut cmd);
+                }
+                let out = run(&mut cmd, b"", Duration::from_secs(120));
+                let what = format!("ok {case} ({link:?}, secure {secure})");
+                out.assert_success(&what);
+                assert_eq!(out.stderr, "", "{what} printed on stderr");
             }
-            let out = run(&mut cmd, b"", Duration::from_secs(120));
-            out.assert_success(&format!("ok {case} ({link:?})"));
-            assert_eq!(out.stderr, "", "ok {case} ({link:?}) printed on stderr");
         }
     }
 }

@@ -1,11 +1,13 @@
 //! Bad input is caught: each case of `tests/c/misuse.c` and
 //! `tests/c/misuse.cc` makes one bad call, and must die by SIGABRT after
 //! exactly one stderr line naming tinymalloc, the fault and the address
-//! (which the program printed on stdout just before the call).
+//! (which the program printed on stdout just before the call). Every case
+//! runs in default mode and again in secure mode (`TINYMALLOC_SECURE=1`),
+//! which must catch them all too.
 
 mod common;
 
-use common::{compile, run, Link};
+use common::{compile, mode, run, Link};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::Command;
@@ -21,9 +23,9 @@ fn program(src: &'static str) -> PathBuf {
 
 /// Runs `src`'s `case` and checks the report: SIGABRT, one line on stderr
 /// with "tinymalloc", one of `faults` and the announced address.
-fn expect_abort(src: &'static str, case: &str, faults: &[&str]) {
+fn expect_abort(src: &'static str, case: &str, faults: &[&str], secure: bool) {
     let out = run(
-        Command::new(program(src)).arg(case),
+        mode(Command::new(program(src)).arg(case), secure),
         b"",
         Duration::from_secs(60),
     );
@@ -56,12 +58,24 @@ fn expect_abort(src: &'static str, case: &str, faults: &[&str]) {
 
 macro_rules! misuse {
     ($($name:ident: $src:literal $case:literal => $($fault:literal)|+;)*) => {
-        $(
-            #[test]
-            fn $name() {
-                expect_abort($src, $case, &[$($fault),+]);
-            }
-        )*
+        mod default_mode {
+            use super::*;
+            $(
+                #[test]
+                fn $name() {
+                    expect_abort($src, $case, &[$($fault),+], false);
+                }
+            )*
+        }
+        mod secure_mode {
+            use super::*;
+            $(
+                #[test]
+                fn $name() {
+                    expect_abort($src, $case, &[$($fault),+], true);
+                }
+            )*
+        }
     };
 }
 

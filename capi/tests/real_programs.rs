@@ -1,14 +1,16 @@
 //! Real programs from Debian, run with libtinymalloc.so preloaded: their
 //! output must equal that of the same run without it, and the library must
 //! really be mapped in the process (each program reads its own, or its
-//! parent's, /proc/PID/maps and prints `TM_MAPPED=0|1`).
+//! parent's, /proc/PID/maps and prints `TM_MAPPED=0|1`). Each preloaded
+//! run happens twice: in default mode and in secure mode
+//! (`TINYMALLOC_SECURE=1`), which must not flag anything either.
 //!
 //! A missing program is a failure with an install hint, never a skip:
 //! `.ci/run` installs the packages listed in `.ci/apt-packages.txt`.
 
 mod common;
 
-use common::{preload, require, run, scratch, so_path, wait_with_limit};
+use common::{mode, preload, require, run, scratch, so_path, wait_with_limit};
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -33,23 +35,28 @@ fn split_mapped(stdout: &str) -> (String, Option<bool>) {
 }
 
 /// Runs `make(dir)` commands one after the other, in a fresh scratch
-/// directory, plain and then preloaded; compares their stdout and checks
-/// the `TM_MAPPED` flag of each run.
+/// directory, plain, then preloaded, then preloaded in secure mode;
+/// compares their stdout and checks the `TM_MAPPED` flag of each run.
 fn compare(name: &str, stdin: &[u8], make: impl Fn(&Path) -> Vec<Command>) {
     let mut outputs = Vec::new();
-    for preloaded in [false, true] {
+    for (preloaded, secure) in [(false, false), (true, false), (true, true)] {
         let dir = scratch(&format!(
             "{name}-{}",
-            if preloaded { "preload" } else { "plain" }
+            match (preloaded, secure) {
+                (false, _) => "plain",
+                (true, false) => "preload",
+                (true, true) => "secure",
+            }
         ));
         let mut stdout = String::new();
         for mut cmd in make(&dir) {
             cmd.current_dir(&dir);
+            mode(&mut cmd, secure);
             if preloaded {
                 preload(&mut cmd);
             }
             let out = run(&mut cmd, stdin, LIMIT);
-            let what = format!("{name} (preloaded: {preloaded}) {cmd:?}");
+            let what = format!("{name} (preloaded: {preloaded}, secure: {secure}) {cmd:?}");
             out.assert_success(&what);
             assert!(!out.stderr.contains("tinymalloc"), "{what}: {}", out.stderr);
             stdout.push_str(&out.stdout);
@@ -66,6 +73,10 @@ fn compare(name: &str, stdin: &[u8], make: impl Fn(&Path) -> Vec<Command>) {
     assert_eq!(
         outputs[0], outputs[1],
         "{name}: output differs when preloaded"
+    );
+    assert_eq!(
+        outputs[0], outputs[2],
+        "{name}: output differs when preloaded in secure mode"
     );
 }
 
@@ -233,12 +244,14 @@ fn xz_input() -> Vec<u8> {
 
 /// Runs `xz args` fed `input` through a pipe; while xz waits for more
 /// input, reads its /proc/PID/maps. Returns (output, libtinymalloc mapped).
-fn xz(args: &[&str], input: &[u8], preloaded: bool) -> (Vec<u8>, bool) {
+/// `secure`: with `TINYMALLOC_SECURE=1`.
+fn xz(args: &[&str], input: &[u8], preloaded: bool, secure: bool) -> (Vec<u8>, bool) {
     let mut cmd = Command::new("/usr/bin/xz");
     cmd.args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    mode(&mut cmd, secure);
     if preloaded {
         preload(&mut cmd);
     }
@@ -277,14 +290,19 @@ fn xz(args: &[&str], input: &[u8], preloaded: bool) -> (Vec<u8>, bool) {
 fn xz_multithreaded_compress_and_decompress() {
     require("/usr/bin/xz", "xz-utils");
     let input = xz_input();
-    let (plain, mapped) = xz(&["-T2", "-3", "-c"], &input, false);
+    let (plain, mapped) = xz(&["-T2", "-3", "-c"], &input, false, false);
     assert!(!mapped, "libtinymalloc mapped without LD_PRELOAD?");
-    let (packed, mapped) = xz(&["-T2", "-3", "-c"], &input, true);
-    assert!(mapped, "libtinymalloc is not mapped in the preloaded xz");
-    assert_eq!(plain, packed, "xz -T2 output differs when preloaded");
-    let (unpacked, mapped) = xz(&["-d", "-T2", "-c"], &packed, true);
-    assert!(mapped);
-    assert!(unpacked == input, "xz -d -T2 did not give the input back");
+    for secure in [false, true] {
+        let (packed, mapped) = xz(&["-T2", "-3", "-c"], &input, true, secure);
+        assert!(mapped, "libtinymalloc is not mapped in the preloaded xz");
+        assert_eq!(plain, packed, "xz -T2 output differs (secure: {secure})");
+        let (unpacked, mapped) = xz(&["-d", "-T2", "-c"], &packed, true, secure);
+        assert!(mapped);
+        assert!(
+            unpacked == input,
+            "xz -d -T2 did not give the input back (secure: {secure})"
+        );
+    }
 }
 
 #[test]

@@ -247,3 +247,13 @@ pub fn wait_with_limit(
         err_reader.join().unwrap(),
     )
 }
+
+/// Runs `cmd` in secure mode (`TINYMALLOC_SECURE=1`) or in default mode
+/// (the variable removed, whatever this process was given).
+pub fn mode(cmd: &mut Command, secure: bool) -> &mut Command {
+    if secure {
+        cmd.env("TINYMALLOC_SECURE", "1")
+    } else {
+        cmd.env_remove("TINYMALLOC_SECURE")
+    }
+}

@@ -1,0 +1,248 @@
+//! Secure mode's canary: the slack after each small or medium block.
+//!
+//! ```text
+//!  block (bsize bytes, a size class chosen for n + PAD)
+//!  ┌──────────────────────────┬──────────────────────────┬─────────┐
+//!  │ user bytes [0, n)        │ canary bytes [n, bsize-4)│ trailer │
+//!  └──────────────────────────┴──────────────────────────┴─────────┘
+//!  canary byte j  = pattern(block)[j % 8]   (never zero)
+//!  trailer (u32)  = (bsize - n) ^ tkey(block)      live block
+//!                 = QUARANTINED ^ tkey(block)      freed, in quarantine
+//! ```
+//! The requested size `n` is recovered at free time from the trailer, with
+//! no header before the block. At least [`MIN_CANARY`] canary bytes follow
+//! the requested size, so an overflow of 1 to 8 bytes always changes one.
+//! The pattern and the trailer key depend on a per-process secret and the
+//! block's address, so neither can be guessed or copied from another block.
+//!
+//! Freed blocks are all zero but for the quarantine trailer; a block handed
+//! out again must be entirely zero (a write after free changed it).
+
+use crate::error::Fault;
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Size of the trailer that encodes the slack length.
+pub const TRAILER: usize = 4;
+/// Canary bytes guaranteed after the requested size.
+pub const MIN_CANARY: usize = 8;
+/// Bytes secure mode adds to a request before choosing its class.
+pub const PAD: usize = MIN_CANARY + TRAILER;
+/// The trailer value of a freed block waiting in the quarantine (no slack
+/// can be this long).
+const QUARANTINED: u32 = u32::MAX;
+
+/// The per-process secret (set once, before any block exists).
+static KEY: AtomicU64 = AtomicU64::new(0x5bd1_e995_9e37_79b9);
+
+/// Sets the secret (at secure mode's initialisation).
+pub fn set_key(key: u64) {
+    KEY.store(key, Relaxed);
+}
+
+/// The canary pattern of the block at `addr`: eight bytes, none zero.
+#[inline]
+fn pattern(addr: usize) -> u64 {
+    let x = (KEY.load(Relaxed) ^ addr as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (x ^ (x >> 29)) | 0x0101_0101_0101_0101
+}
+
+/// The trailer key of the block at `addr`.
+#[inline]
+fn tkey(addr: usize) -> u32 {
+    (pattern(addr) >> 7) as u32
+}
+
+/// Reads the trailer of the block at `p`.
+///
+/// # Safety
+/// `p` is a block of `bsize >= PAD` bytes owned by the caller.
+unsafe fn trailer(p: *mut u8, bsize: usize) -> u32 {
+    // SAFETY: the last TRAILER bytes of the block.
+    let t = unsafe { (p.add(bsize - TRAILER) as *const u32).read_unaligned() };
+    t ^ tkey(p as usize)
+}
+
+/// Writes the trailer of the block at `p`.
+///
+/// # Safety
+/// As [`trailer`].
+unsafe fn set_trailer(p: *mut u8, bsize: usize, v: u32) {
+    // SAFETY: the last TRAILER bytes of the block.
+    unsafe { (p.add(bsize - TRAILER) as *mut u32).write_unaligned(v ^ tkey(p as usize)) };
+}
+
+/// Fills the slack of a block just handed out for `n` bytes.
+///
+/// # Safety
+/// `p` is a live block of `bsize >= n + PAD` bytes owned by the caller.
+pub unsafe fn arm(p: *mut u8, n: usize, bsize: usize) {
+    debug_assert!(n + PAD <= bsize);
+    // SAFETY: [n, bsize - TRAILER) lies in the block.
+    unsafe {
+        canary_bytes(p, n, bsize - TRAILER, true);
+        set_trailer(p, bsize, (bsize - n) as u32);
+    }
+}
+
+/// Checks the slack of a live block and returns its requested size;
+/// `Err(DoubleFree)` when the block waits in the quarantine (it was already
+/// freed), `Err(HeapOverflow)` when the canary or the trailer was changed.
+///
+/// # Safety
+/// `p` is a block of `bsize >= PAD` bytes that is not really free.
+pub unsafe fn check(p: *mut u8, bsize: usize) -> Result<usize, Fault> {
+    // SAFETY: forwarded contract.
+    let slack = unsafe { trailer(p, bsize) };
+    if slack == QUARANTINED {
+        return Err(Fault::DoubleFree);
+    }
+    let slack = slack as usize;
+    if slack < PAD || slack > bsize {
+        return Err(Fault::HeapOverflow);
+    }
+    let n = bsize - slack;
+    // SAFETY: [n, bsize - TRAILER) lies in the block.
+    if unsafe { canary_bytes(p, n, bsize - TRAILER, false) } {
+        Ok(n)
+    } else {
+        Err(Fault::HeapOverflow)
+    }
+}
+
+/// Writes (`set`) or checks the canary bytes `[from, to)` of the block at
+/// `p` (8-byte aligned): byte j is byte `j % 8` of the pattern, so whole
+/// aligned words are the pattern itself. True when they were intact.
+///
+/// # Safety
+/// `[p + from, p + to)` lies in the caller's block.
+unsafe fn canary_bytes(p: *mut u8, from: usize, to: usize, set: bool) -> bool {
+    let word = pattern(p as usize);
+    let pat = word.to_le_bytes();
+    let mid_lo = from.next_multiple_of(8).min(to);
+    let mid_hi = (to & !7).max(mid_lo);
+    let mut ok = true;
+    for j in (from..mid_lo).chain(mid_hi..to) {
+        // SAFETY: j lies in the range.
+        unsafe {
+            if set {
+                *p.add(j) = pat[j & 7];
+            } else {
+                ok &= *p.add(j) == pat[j & 7];
+            }
+        }
+    }
+    for k in (mid_lo / 8)..(mid_hi / 8) {
+        // SAFETY: word k lies in the range; p is 8-byte aligned.
+        unsafe {
+            let w = (p as *mut u64).add(k);
+            if set {
+                w.write(word);
+            } else {
+                ok &= w.read() == word;
+            }
+        }
+    }
+    ok
+}
+
+/// Zeroes a freed block and marks it as waiting in the quarantine.
+///
+/// # Safety
+/// `p` is a block of `bsize >= PAD` bytes that is being freed.
+pub unsafe fn bury(p: *mut u8, bsize: usize) {
+    // SAFETY: the block is the caller's.
+    unsafe {
+        core::ptr::write_bytes(p, 0, bsize - TRAILER);
+        set_trailer(p, bsize, QUARANTINED);
+    }
+}
+
+/// On leaving the quarantine: true when the block is still zero with its
+/// quarantine mark (nothing wrote to it after the free); the mark is then
+/// cleared, leaving the block all zero.
+///
+/// # Safety
+/// `p` is a quarantined block of `bsize >= PAD` bytes.
+pub unsafe fn exhume(p: *mut u8, bsize: usize) -> bool {
+    // SAFETY: the block is the caller's.
+    unsafe {
+        if trailer(p, bsize) != QUARANTINED || !is_zero(p, bsize - TRAILER) {
+            return false;
+        }
+        (p.add(bsize - TRAILER) as *mut u32).write_unaligned(0);
+    }
+    true
+}
+
+/// True when the `len` bytes at `p` (8-byte aligned) are all zero.
+///
+/// # Safety
+/// `[p, p+len)` is readable.
+pub unsafe fn is_zero(p: *const u8, len: usize) -> bool {
+    let words = len / 8;
+    let mut acc = 0u64;
+    for i in 0..words {
+        // SAFETY: inside the range; p is 8-byte aligned.
+        acc |= unsafe { (p as *const u64).add(i).read() };
+    }
+    for j in words * 8..len {
+        // SAFETY: inside the range.
+        acc |= unsafe { *p.add(j) } as u64;
+    }
+    acc == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[repr(align(16))]
+    struct Block([u8; 96]);
+
+    #[test]
+    fn a_one_or_eight_byte_overflow_is_seen() {
+        let mut b = Block([0; 96]);
+        let p = b.0.as_mut_ptr();
+        for n in [0usize, 1, 40, 84] {
+            for len in [1usize, 8] {
+                // SAFETY: the block is local and 96 bytes long.
+                unsafe {
+                    arm(p, n, 96);
+                    assert_eq!(check(p, 96), Ok(n));
+                    core::ptr::write_bytes(p.add(n), 0, len);
+                    assert_eq!(check(p, 96), Err(Fault::HeapOverflow), "n {n} len {len}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn canary_bytes_are_never_zero_and_the_trailer_is_checked() {
+        let mut b = Block([0; 96]);
+        let p = b.0.as_mut_ptr();
+        // SAFETY: the block is local and 96 bytes long.
+        unsafe {
+            arm(p, 10, 96);
+            assert!(b.0[10..92].iter().all(|&x| x != 0));
+            b.0[95] ^= 0x40;
+            assert_eq!(check(b.0.as_mut_ptr(), 96), Err(Fault::HeapOverflow));
+        }
+    }
+
+    #[test]
+    fn buried_blocks_are_double_frees_and_exhume_finds_writes() {
+        let mut b = Block([0; 96]);
+        let p = b.0.as_mut_ptr();
+        // SAFETY: the block is local and 96 bytes long.
+        unsafe {
+            arm(p, 30, 96);
+            bury(p, 96);
+            assert_eq!(check(p, 96), Err(Fault::DoubleFree));
+            assert!(exhume(p, 96));
+            assert!(is_zero(p, 96));
+            bury(p, 96);
+            *p.add(5) = 1;
+            assert!(!exhume(p, 96));
+        }
+    }
+}
