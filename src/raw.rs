@@ -30,7 +30,11 @@ pub const MIN_ALIGN: usize = 16;
 pub unsafe fn malloc(size: usize) -> *mut u8 {
     if secure::check() {
         // SAFETY: forwarded.
-        return unsafe { secure::malloc(size) };
+        let p = unsafe { secure::malloc(size) };
+        if p.is_null() {
+            os::set_enomem();
+        }
+        return p;
     }
     if size <= size_class::SMALL_MAX {
         // Tested first: the commonest sizes take one compare to their class.
