@@ -12,61 +12,19 @@
 // Each test file uses a different part of this module.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
-/// The repository root (the workspace).
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// `target/<profile>`: the directory above the test executable's `deps/`.
-pub fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps/<test>")
-        .to_path_buf()
-}
+// Each test file uses a different part of these, too.
+#[allow(unused_imports)]
+pub use tinymalloc_testkit::{profile_dir, repo_root, run, wait_with_limit, Outcome};
 
 /// The directory holding libtinymalloc.so and .a, built on first use.
 pub fn lib_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = profile_dir();
-        let profile = dir.file_name().unwrap().to_str().unwrap().to_string();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.current_dir(repo_root())
-            .args(["build", "-p", "tinymalloc-capi", "--target-dir"]);
-        cmd.arg(dir.parent().unwrap());
-        match profile.as_str() {
-            "debug" => {}
-            "release" => {
-                cmd.arg("--release");
-            }
-            other => {
-                cmd.args(["--profile", other]);
-            }
-        }
-        let status = cmd
-            .status()
-            .expect("running cargo build -p tinymalloc-capi");
-        assert!(status.success(), "cargo build -p tinymalloc-capi failed");
-        for name in ["libtinymalloc.so", "libtinymalloc.a"] {
-            assert!(
-                dir.join(name).exists(),
-                "{} was not built",
-                dir.join(name).display()
-            );
-        }
-        dir
+        tinymalloc_testkit::build("tinymalloc-capi", &["libtinymalloc.so", "libtinymalloc.a"])
     })
 }
 
@@ -165,87 +123,6 @@ pub fn compile(src: &str, link: Link) -> PathBuf {
 /// Adds LD_PRELOAD=libtinymalloc.so to `cmd`.
 pub fn preload(cmd: &mut Command) -> &mut Command {
     cmd.env("LD_PRELOAD", so_path())
-}
-
-/// What a finished program left.
-#[derive(Debug)]
-pub struct Outcome {
-    pub status: ExitStatus,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Outcome {
-    /// Panics, showing everything, unless the program exited with 0.
-    pub fn assert_success(&self, what: &str) -> &Self {
-        assert!(self.status.success(), "{what} failed: {self:#?}");
-        self
-    }
-}
-
-/// Runs `cmd` to completion with `stdin` as input, killing it after
-/// `limit` (a hang is a failure, reported with what it printed).
-pub fn run(cmd: &mut Command, stdin: &[u8], limit: Duration) -> Outcome {
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    let input = stdin.to_vec();
-    let mut pipe = child.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || {
-        let _ = pipe.write_all(&input);
-    });
-    let (status, stdout, stderr) = wait_with_limit(&mut child, limit, &format!("{cmd:?}"));
-    writer.join().unwrap();
-    Outcome {
-        status,
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-    }
-}
-
-/// Collects a spawned child's stdout and stderr (both must be piped) and
-/// waits for it, killing it after `limit`.
-pub fn wait_with_limit(
-    child: &mut Child,
-    limit: Duration,
-    what: &str,
-) -> (ExitStatus, Vec<u8>, Vec<u8>) {
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err.read_to_end(&mut v);
-        v
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            let stderr = err_reader.join().unwrap();
-            panic!(
-                "{what} did not finish within {limit:?} (hang?); stderr:\n{}",
-                String::from_utf8_lossy(&stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    (
-        status,
-        out_reader.join().unwrap(),
-        err_reader.join().unwrap(),
-    )
 }
 
 /// Runs `cmd` in secure mode (`TINYMALLOC_SECURE=1`) or in default mode
