@@ -14,9 +14,8 @@
 
 use crate::error::{self, fatal, Fault, Op};
 use crate::segmap::{self, Kind, CHUNK};
-use crate::sync::SpinLock;
+use crate::sync::Locked;
 use crate::{options, os, stats};
-use core::cell::UnsafeCell;
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -28,7 +27,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 /// biggest entry grows (mremap keeps its resident pages) to serve it.
 ///
 /// Invariant: each entry is a whole, chunk-aligned mapping of ours that no
-/// block uses and the chunk map does not name; guarded by `CACHE_LOCK`.
+/// block uses and the chunk map does not name; guarded by `CACHE`'s lock.
 /// `bytes` is the sum of the entries' lengths; `due` is 0 for an entry
 /// purged since it was used (known zero), else when it is to be purged.
 struct Cache {
@@ -56,25 +55,16 @@ const PURGE_MULT: u64 = 10;
 /// without the lock by [`purge_if_due`].
 static NEXT_DUE: AtomicU64 = AtomicU64::new(0);
 
-struct CacheCell(UnsafeCell<Cache>);
-// SAFETY: only accessed with CACHE_LOCK held.
-unsafe impl Sync for CacheCell {}
-
-static CACHE_LOCK: SpinLock = SpinLock::new();
-static CACHE: CacheCell = CacheCell(UnsafeCell::new(Cache {
+static CACHE: Locked<Cache> = Locked::new(Cache {
     base: [0; CACHE_SLOTS],
     len: [0; CACHE_SLOTS],
     due: [0; CACHE_SLOTS],
     n: 0,
     bytes: 0,
-}));
+});
 
 fn with_cache<R>(f: impl FnOnce(&mut Cache) -> R) -> R {
-    CACHE_LOCK.lock();
-    // SAFETY: the lock is held.
-    let r = f(unsafe { &mut *CACHE.0.get() });
-    CACHE_LOCK.unlock();
-    r
+    CACHE.with(f)
 }
 
 impl Cache {
@@ -135,10 +125,8 @@ impl Cache {
 /// load when nothing waits.
 pub fn purge_if_due() {
     let due = NEXT_DUE.load(Ordering::Relaxed);
-    if due != 0 && os::now_ms() >= due && CACHE_LOCK.try_lock() {
-        // SAFETY: the lock was just taken.
-        unsafe { (*CACHE.0.get()).purge(false) };
-        CACHE_LOCK.unlock();
+    if due != 0 && os::now_ms() >= due {
+        CACHE.try_with(|c| c.purge(false));
     }
 }
 
@@ -262,7 +250,7 @@ fn cache_put(base: *mut u8, len: usize) -> bool {
 
 /// Fork support: the cache lock is taken before fork and released after.
 pub fn fork_lock(phase: crate::sync::ForkPhase) {
-    phase.apply(&CACHE_LOCK);
+    phase.apply(CACHE.lock());
 }
 
 /// Unmaps every cached huge mapping (the OS refused a mapping). True if

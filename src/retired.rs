@@ -14,13 +14,12 @@
 //! instead of page faults. At most `HOT_MAX` bytes are hot at a time;
 //! beyond that a freed mapping is purged at once.
 //!
-//! Invariants (under `LOCK`): each entry is a whole guarded mapping that no
+//! Invariants (under `STATE`'s lock): each entry is a whole guarded mapping that no
 //! live block uses, whose header says FREED and whose chunk the chunk map
 //! still names Guarded; it is in at most one place; `hot_bytes` is the sum
 //! of the lengths of the hot entries.
 
-use crate::sync::{ForkPhase, SpinLock};
-use core::cell::UnsafeCell;
+use crate::sync::{ForkPhase, Locked};
 
 /// Frees a mapping waits through before it may be reused.
 const RING: usize = 16;
@@ -60,25 +59,16 @@ struct State {
     hot_bytes: usize,
 }
 
-struct Cell(UnsafeCell<State>);
-// SAFETY: only accessed with LOCK held.
-unsafe impl Sync for Cell {}
-
-static LOCK: SpinLock = SpinLock::new();
-static STATE: Cell = Cell(UnsafeCell::new(State {
+static STATE: Locked<State> = Locked::new(State {
     ring: [NONE; RING],
     next: 0,
     cache: [NONE; CACHE],
     ncache: 0,
     hot_bytes: 0,
-}));
+});
 
 fn with<R>(f: impl FnOnce(&mut State) -> R) -> R {
-    LOCK.lock();
-    // SAFETY: the lock is held.
-    let r = f(unsafe { &mut *STATE.0.get() });
-    LOCK.unlock();
-    r
+    STATE.with(f)
 }
 
 impl State {
@@ -161,7 +151,7 @@ pub fn drain(mut release: impl FnMut(Mapping)) -> bool {
 
 /// Fork support: the lock is held across fork.
 pub fn fork_lock(phase: ForkPhase) {
-    phase.apply(&LOCK);
+    phase.apply(STATE.lock());
 }
 
 /// Serialises the unit tests that use this module's global state.

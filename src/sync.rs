@@ -4,6 +4,7 @@
 //! sections are short and never allocate. It is not a std lock, holds no
 //! OS resources, and can be re-initialised in a fork child.
 
+use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 /// Invariant: `locked` is true exactly while one thread is inside a critical
@@ -94,6 +95,54 @@ impl ForkPhase {
             ForkPhase::Parent => lock.unlock(),
             ForkPhase::Child => lock.reset(),
         }
+    }
+}
+
+/// A value reachable only under its own [`SpinLock`].
+///
+/// Invariant: `value` is read or written only between `lock.lock()` and
+/// `lock.unlock()` (by `with` / `try_with`), or by a fork handler holding
+/// `lock` through [`Locked::lock`].
+pub struct Locked<T> {
+    lock: SpinLock,
+    value: UnsafeCell<T>,
+}
+
+// SAFETY: the value is only ever touched by the thread holding the lock.
+unsafe impl<T> Sync for Locked<T> {}
+
+impl<T> Locked<T> {
+    /// `value`, unlocked.
+    pub const fn new(value: T) -> Self {
+        Locked {
+            lock: SpinLock::new(),
+            value: UnsafeCell::new(value),
+        }
+    }
+
+    /// Runs `f` on the value with the lock held.
+    pub fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        self.lock.lock();
+        // SAFETY: the lock is held, so no other reference exists.
+        let r = f(unsafe { &mut *self.value.get() });
+        self.lock.unlock();
+        r
+    }
+
+    /// Runs `f` on the value if the lock is free now; None otherwise.
+    pub fn try_with<R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
+        if !self.lock.try_lock() {
+            return None;
+        }
+        // SAFETY: the lock is held, so no other reference exists.
+        let r = f(unsafe { &mut *self.value.get() });
+        self.lock.unlock();
+        Some(r)
+    }
+
+    /// The lock itself, for the fork handlers.
+    pub fn lock(&self) -> &SpinLock {
+        &self.lock
     }
 }
 

@@ -88,27 +88,24 @@ fn layouts() {
         }
         if live.len() > 400 {
             let (p, layout, seed) = live.swap_remove((rng.next() as usize) % live.len());
-            // SAFETY: p is live with this layout.
-            unsafe {
-                let bytes = std::slice::from_raw_parts(p, layout.size());
-                assert!(bytes
-                    .iter()
-                    .enumerate()
-                    .all(|(k, &b)| b == pattern(seed, k)));
-                dealloc(p, layout);
-            }
+            check_and_free(p, layout, seed);
         }
     }
     for (p, layout, seed) in live {
-        // SAFETY: p is live with this layout.
-        unsafe {
-            let bytes = std::slice::from_raw_parts(p, layout.size());
-            assert!(bytes
-                .iter()
-                .enumerate()
-                .all(|(k, &b)| b == pattern(seed, k)));
-            dealloc(p, layout);
-        }
+        check_and_free(p, layout, seed);
+    }
+}
+
+/// Checks that the live block `p` still holds its pattern, then frees it.
+fn check_and_free(p: *mut u8, layout: Layout, seed: usize) {
+    // SAFETY: p is a live block with this layout, freed once here.
+    unsafe {
+        let bytes = std::slice::from_raw_parts(p, layout.size());
+        assert!(bytes
+            .iter()
+            .enumerate()
+            .all(|(k, &b)| b == pattern(seed, k)));
+        dealloc(p, layout);
     }
 }
 
