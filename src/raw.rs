@@ -30,11 +30,7 @@ pub const MIN_ALIGN: usize = 16;
 pub unsafe fn malloc(size: usize) -> *mut u8 {
     if secure::check() {
         // SAFETY: forwarded.
-        let p = unsafe { secure::malloc(size) };
-        if p.is_null() {
-            os::set_enomem();
-        }
-        return p;
+        return unsafe { secure_malloc(size) };
     }
     if size <= size_class::SMALL_MAX {
         // Tested first: the commonest sizes take one compare to their class.
@@ -47,6 +43,19 @@ pub unsafe fn malloc(size: usize) -> *mut u8 {
         // SAFETY: sizes above MEDIUM_MAX go to the large or huge path.
         unsafe { alloc_big(size, MIN_ALIGN, false) }
     }
+}
+
+/// Secure mode's `malloc`, setting ENOMEM as the default path does (kept
+/// out of line so that `malloc` reaches it by a tail call).
+#[cold]
+#[inline(never)]
+unsafe fn secure_malloc(size: usize) -> *mut u8 {
+    // SAFETY: forwarded.
+    let p = unsafe { secure::malloc(size) };
+    if p.is_null() {
+        os::set_enomem();
+    }
+    p
 }
 
 /// Allocates `size` bytes aligned to `align` (a power of two); null when out
