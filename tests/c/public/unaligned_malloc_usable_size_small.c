@@ -1,0 +1,17 @@
+/* Copied verbatim (below this comment) from GrapheneOS/hardened_malloc,
+ * https://github.com/GrapheneOS/hardened_malloc, file test/unaligned_malloc_usable_size_small.c at commit
+ * 570ea7ece911ae35f42bda6179eb7c2e81a859c7.
+ * Licence: MIT, Copyright (c) 2018-2026 GrapheneOS; full text in
+ * LICENSE.hardened_malloc next to this file. */
+#include <malloc.h>
+
+#include "test_util.h"
+
+OPTNONE int main(void) {
+    char *p = malloc(16);
+    if (!p) {
+        return 1;
+    }
+    malloc_usable_size(p + 1);
+    return 0;
+}
