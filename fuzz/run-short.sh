@@ -61,7 +61,7 @@ for t in $targets; do
   cargo +nightly fuzz run "$t" "work/corpus/$t" "corpus/$t" -- \
     -max_total_time="$secs" -timeout=120 -rss_limit_mb=4096 -detect_leaks=0 -print_final_stats=1 \
     > "work/fuzz-$t.log" 2>&1 || rc=$?
-  grep -E '^(INFO: seed corpus|Done [0-9]+ runs|stat::number_of_executed_units|stat::peak_rss_mb)|panicked|^thread|MiB still|SUMMARY|ERROR|Test unit written' "work/fuzz-$t.log" || true
+  grep -a -E '^(INFO: seed corpus|Done [0-9]+ runs|stat::number_of_executed_units|stat::peak_rss_mb)|panicked|^thread|MiB still|SUMMARY|ERROR|Test unit written' "work/fuzz-$t.log" || true
   echo "== fuzz $t: exit $rc after $(( $(date +%s) - start ))s"
   [ "$rc" = 0 ] || exit "$rc"
 done
