@@ -174,6 +174,16 @@ pub unsafe fn exhume(p: *mut u8, bsize: usize) -> bool {
     true
 }
 
+/// True when the quarantined block at `p` is still zero with its mark
+/// (nothing wrote to it since it was freed); changes nothing.
+///
+/// # Safety
+/// `p` is a quarantined block of `bsize >= PAD` bytes.
+pub unsafe fn intact(p: *mut u8, bsize: usize) -> bool {
+    // SAFETY: the block is readable (quarantined blocks stay in use).
+    unsafe { trailer(p, bsize) == QUARANTINED && is_zero(p, bsize - TRAILER) }
+}
+
 /// True when the `len` bytes at `p` (8-byte aligned) are all zero.
 ///
 /// # Safety

@@ -84,6 +84,24 @@ pub fn push(p: usize) -> usize {
     old
 }
 
+/// Runs `ok` on the calling thread's shard's `k` most recently quarantined
+/// blocks (newest first), with the shard locked so that none of them can
+/// leave meanwhile; returns the first block for which `ok` is false.
+pub fn find_recent(k: usize, mut ok: impl FnMut(usize) -> bool) -> Option<usize> {
+    let s = shard();
+    s.lock.lock();
+    // SAFETY: the lock is held.
+    let bad = unsafe {
+        let next = *s.next.get();
+        let ring = &*s.ring.get();
+        (1..=k.min(SLOTS))
+            .map(|j| ring[(next + SLOTS - j) % SLOTS])
+            .find(|&p| p != 0 && !ok(p))
+    };
+    s.lock.unlock();
+    bad
+}
+
 /// Empties every shard, calling `release` on each block outside the locks.
 pub fn drain(mut release: impl FnMut(usize)) {
     for s in &SHARD {

@@ -359,8 +359,22 @@ unsafe fn small_alloc(cls: usize, n: usize) -> *mut u8 {
         }
         canary::arm(p, n, bsize);
     }
+    // Writes after free usually hit a block freed just before: check the
+    // most recent ones now rather than only when they leave the quarantine.
+    let stale = quarantine::find_recent(RECENT, |q| {
+        // SAFETY: q is a quarantined block (kept in use while the shard is
+        // locked), so its page descriptor gives its size.
+        unsafe { segment::usable(q as *mut u8).is_some_and(|b| canary::intact(q as *mut u8, b)) }
+    });
+    if let Some(q) = stale {
+        fatal(Op::Malloc, Fault::WriteAfterFree, q);
+    }
     p
 }
+
+/// Quarantined blocks checked by each small `malloc` (the newest of the
+/// calling thread's shard).
+const RECENT: usize = 2;
 
 /// Takes a random free block of the calling thread's current page of
 /// class `cls` (owner-only fields, touched by the owner like the fast

@@ -107,6 +107,7 @@ cases! {
     overflow_past_a_segment_s_slabs_hits_guard_page: "slab-guard" => default End::Undetected, secure End::Fault;
     write_after_free_small: "write-after-free-small" => default End::Undetected, secure WRITE_AFTER_FREE;
     write_after_free_medium: "write-after-free-medium" => default End::Undetected, secure WRITE_AFTER_FREE;
+    write_after_free_seen_by_the_next_malloc: "write-after-free-recent" => default End::Undetected, secure WRITE_AFTER_FREE;
     read_after_free_large_faults: "read-after-free-large" => default End::Undetected, secure End::Fault;
     write_after_free_large_faults: "write-after-free-large" => default End::Undetected, secure End::Fault;
     read_after_free_huge_faults: "read-after-free-huge" => default End::Undetected, secure End::Fault;

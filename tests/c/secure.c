@@ -56,6 +56,18 @@ static void write_after_free(size_t size) {
   for (int i = 0; i < 5000; i++) free(launder(malloc(size)));
 }
 
+/* Writes a forged pointer into a block just freed (tcache poisoning), then
+ * allocates once of that size: the write is seen at once, not only when
+ * the block leaves the quarantine. */
+static void write_after_free_recent(void) {
+  char *a = launder(malloc(128));
+  char *b = launder(malloc(128));
+  free(a);
+  free(announce(b));
+  memset(b, 0x41, 8);
+  free(launder(malloc(128)));
+}
+
 /* Reads (or writes) a freed block. */
 static void access_after_free(size_t size, int write) {
   char *p = launder(malloc(size));
@@ -230,6 +242,7 @@ int main(int argc, char **argv) {
     announce(p)[(8 << 20) + 100] = 1;
   } else if (!strcmp(c, "write-after-free-small")) write_after_free(32);
   else if (!strcmp(c, "write-after-free-medium")) write_after_free(2000);
+  else if (!strcmp(c, "write-after-free-recent")) write_after_free_recent();
   else if (!strcmp(c, "read-after-free-large")) access_after_free(100000, 0);
   else if (!strcmp(c, "write-after-free-large")) access_after_free(100000, 1);
   else if (!strcmp(c, "read-after-free-huge")) access_after_free(8 << 20, 0);
