@@ -174,14 +174,17 @@ pub unsafe fn exhume(p: *mut u8, bsize: usize) -> bool {
     true
 }
 
-/// True when the quarantined block at `p` is still zero with its mark
-/// (nothing wrote to it since it was freed); changes nothing.
+/// True when the quarantined block at `p` still has its mark and its first
+/// `HEAD` bytes are still zero (where a stale pointer's writes, such as a
+/// forged free-list link, usually land); changes nothing. The whole block
+/// is checked when it leaves the quarantine ([`exhume`]).
 ///
 /// # Safety
 /// `p` is a quarantined block of `bsize >= PAD` bytes.
-pub unsafe fn intact(p: *mut u8, bsize: usize) -> bool {
+pub unsafe fn head_intact(p: *mut u8, bsize: usize) -> bool {
+    const HEAD: usize = 64;
     // SAFETY: the block is readable (quarantined blocks stay in use).
-    unsafe { trailer(p, bsize) == QUARANTINED && is_zero(p, bsize - TRAILER) }
+    unsafe { trailer(p, bsize) == QUARANTINED && is_zero(p, HEAD.min(bsize - TRAILER)) }
 }
 
 /// True when the `len` bytes at `p` (8-byte aligned) are all zero.
@@ -236,6 +239,23 @@ mod tests {
             assert!(b.0[10..92].iter().all(|&x| x != 0));
             b.0[95] ^= 0x40;
             assert_eq!(check(b.0.as_mut_ptr(), 96), Err(Fault::HeapOverflow));
+        }
+    }
+
+    #[test]
+    fn head_intact_sees_writes_to_the_first_64_bytes_only() {
+        let mut b = Block([0; 96]);
+        let p = b.0.as_mut_ptr();
+        // SAFETY: the block is local and 96 bytes long.
+        unsafe {
+            bury(p, 96);
+            assert!(head_intact(p, 96));
+            b.0[70] = 1; // past the head: left to exhume
+            assert!(head_intact(b.0.as_mut_ptr(), 96));
+            assert!(!exhume(b.0.as_mut_ptr(), 96));
+            bury(b.0.as_mut_ptr(), 96);
+            b.0[3] = 0x41; // a forged link at the start
+            assert!(!head_intact(b.0.as_mut_ptr(), 96));
         }
     }
 

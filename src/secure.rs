@@ -364,7 +364,9 @@ unsafe fn small_alloc(cls: usize, n: usize) -> *mut u8 {
     let stale = quarantine::find_recent(RECENT, |q| {
         // SAFETY: q is a quarantined block (kept in use while the shard is
         // locked), so its page descriptor gives its size.
-        unsafe { segment::usable(q as *mut u8).is_some_and(|b| canary::intact(q as *mut u8, b)) }
+        unsafe {
+            segment::usable(q as *mut u8).is_some_and(|b| canary::head_intact(q as *mut u8, b))
+        }
     });
     if let Some(q) = stale {
         fatal(Op::Malloc, Fault::WriteAfterFree, q);
