@@ -34,7 +34,7 @@
 //! made with `tinymalloc::raw`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -57,43 +57,18 @@ fn in_child(name: &str) -> bool {
 /// Returns what the child printed.
 fn run_child(name: &str, limit: Duration) -> String {
     let exe = std::env::current_exe().unwrap();
-    let mut child = Command::new(exe)
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(SCENARIO, name)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("re-running the test executable");
-    let out = child.stdout.take().unwrap();
-    let err = child.stderr.take().unwrap();
-    let read = |mut r: Box<dyn std::io::Read + Send>| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = r.read_to_string(&mut s);
-            s
-        })
-    };
-    let (out, err) = (read(Box::new(out)), read(Box::new(err)));
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "scenario {name} did not finish within {limit:?} (hang?):\n{}{}",
-                out.join().unwrap(),
-                err.join().unwrap()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let text = format!("{}{}", out.join().unwrap(), err.join().unwrap());
+    let o = tinymalloc_testkit::run(
+        Command::new(exe)
+            .args([name, "--exact", "--nocapture", "--test-threads=1"])
+            .env(SCENARIO, name),
+        b"",
+        limit,
+    );
+    let text = format!("{}{}", o.stdout, o.stderr);
     assert!(
-        status.success(),
-        "scenario {name} failed ({status:?}):\n{text}"
+        o.status.success(),
+        "scenario {name} failed ({:?}):\n{text}",
+        o.status
     );
     // (A child's line may follow libtest's "test NAME ... " prefix.)
     for line in text
