@@ -64,15 +64,8 @@ struct Header {
 /// The range is mapped by tinymalloc and holds no live block the change
 /// would cut off.
 unsafe fn protect(p: usize, len: usize, prot: libc::c_int) -> bool {
-    // SAFETY: errno is the calling thread's; mprotect's range is as the
-    // caller guarantees. errno is kept as it was (malloc must not change
-    // it on success).
-    unsafe {
-        let saved = *libc::__errno_location();
-        let r = libc::mprotect(p as *mut libc::c_void, len, prot);
-        *libc::__errno_location() = saved;
-        r == 0
-    }
+    // SAFETY: as the caller guarantees.
+    unsafe { os::protect(p as *mut u8, len, prot) }
 }
 
 /// Puts the guard pages of a small segment in place: the last OS page of

@@ -121,6 +121,40 @@ pub unsafe fn advise_huge_pages(p: *mut u8, len: usize) {
     unsafe { libc::madvise(p.cast(), len, libc::MADV_HUGEPAGE) };
 }
 
+/// Reserves `size` bytes of address space with no access (reads and writes
+/// fault); null on failure.
+pub fn reserve(size: usize) -> *mut u8 {
+    let _e = KeepErrno::new();
+    // SAFETY: an anonymous private mapping at an address the kernel picks.
+    let p = unsafe {
+        libc::mmap(
+            null_mut(),
+            size,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        null_mut()
+    } else {
+        p.cast()
+    }
+}
+
+/// Changes the protection of the page-aligned range `[p, p+len)`; true on
+/// success. `errno` is kept as it was.
+///
+/// # Safety
+/// The range is mapped by tinymalloc and holds no live block the change
+/// would cut off.
+pub unsafe fn protect(p: *mut u8, len: usize, prot: libc::c_int) -> bool {
+    let _e = KeepErrno::new();
+    // SAFETY: as the caller guarantees.
+    unsafe { libc::mprotect(p.cast(), len, prot) == 0 }
+}
+
 /// Grows or shrinks a mapping in place; true on success.
 ///
 /// # Safety

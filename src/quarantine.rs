@@ -10,8 +10,7 @@
 //! in no other entry. A block leaves the ring exactly once (evicted by a
 //! later free, or drained by `trim`).
 
-use crate::sync::{ForkPhase, SpinLock};
-use core::cell::UnsafeCell;
+use crate::sync::{ForkPhase, Locked};
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 /// Shards (threads spread over them by their heap).
@@ -20,26 +19,24 @@ const SHARDS: usize = 8;
 /// more frees into its shard.
 pub const SLOTS: usize = 128;
 
-/// One shard: a ring of freed blocks and the slot written next.
+/// One shard's ring of freed blocks and the slot written next.
 ///
-/// Invariant: `ring` and `next` are only touched with `lock` held; `next`
-/// is below `SLOTS`; entries are 0 or quarantined blocks (module doc).
-#[repr(align(64))]
-struct Shard {
-    lock: SpinLock,
-    ring: UnsafeCell<[usize; SLOTS]>,
-    next: UnsafeCell<usize>,
+/// Invariant: `next` is below `SLOTS`; entries are 0 or quarantined blocks
+/// (module doc).
+struct Ring {
+    slots: [usize; SLOTS],
+    next: usize,
 }
 
-// SAFETY: `ring` and `next` are only accessed with `lock` held.
-unsafe impl Sync for Shard {}
+/// A shard on its own cache line.
+#[repr(align(64))]
+struct Shard(Locked<Ring>);
 
 static SHARD: [Shard; SHARDS] = [const {
-    Shard {
-        lock: SpinLock::new(),
-        ring: UnsafeCell::new([0; SLOTS]),
-        next: UnsafeCell::new(0),
-    }
+    Shard(Locked::new(Ring {
+        slots: [0; SLOTS],
+        next: 0,
+    }))
 }; SHARDS];
 
 /// Bytes of the blocks in the quarantine: freed by the program, so not
@@ -69,46 +66,29 @@ fn shard() -> &'static Shard {
 /// Puts the freed block `p` in the quarantine; returns the block that
 /// leaves it to be really freed (0 while the ring fills up).
 pub fn push(p: usize) -> usize {
-    let s = shard();
-    s.lock.lock();
-    // SAFETY: the lock is held.
-    let old = unsafe {
-        let next = &mut *s.next.get();
-        let ring = &mut *s.ring.get();
-        let old = ring[*next];
-        ring[*next] = p;
-        *next = (*next + 1) % SLOTS;
+    shard().0.with(|r| {
+        let old = r.slots[r.next];
+        r.slots[r.next] = p;
+        r.next = (r.next + 1) % SLOTS;
         old
-    };
-    s.lock.unlock();
-    old
+    })
 }
 
 /// Runs `ok` on the calling thread's shard's `k` most recently quarantined
 /// blocks (newest first), with the shard locked so that none of them can
 /// leave meanwhile; returns the first block for which `ok` is false.
 pub fn find_recent(k: usize, mut ok: impl FnMut(usize) -> bool) -> Option<usize> {
-    let s = shard();
-    s.lock.lock();
-    // SAFETY: the lock is held.
-    let bad = unsafe {
-        let next = *s.next.get();
-        let ring = &*s.ring.get();
+    shard().0.with(|r| {
         (1..=k.min(SLOTS))
-            .map(|j| ring[(next + SLOTS - j) % SLOTS])
+            .map(|j| r.slots[(r.next + SLOTS - j) % SLOTS])
             .find(|&p| p != 0 && !ok(p))
-    };
-    s.lock.unlock();
-    bad
+    })
 }
 
 /// Empties every shard, calling `release` on each block outside the locks.
 pub fn drain(mut release: impl FnMut(usize)) {
     for s in &SHARD {
-        s.lock.lock();
-        // SAFETY: the lock is held.
-        let taken = unsafe { core::mem::replace(&mut *s.ring.get(), [0; SLOTS]) };
-        s.lock.unlock();
+        let taken = s.0.with(|r| core::mem::replace(&mut r.slots, [0; SLOTS]));
         for &p in taken.iter().filter(|&&p| p != 0) {
             release(p);
         }
@@ -118,7 +98,7 @@ pub fn drain(mut release: impl FnMut(usize)) {
 /// Fork support: every shard lock is held across fork.
 pub fn fork_locks(phase: ForkPhase) {
     for s in &SHARD {
-        phase.apply(&s.lock);
+        phase.apply(s.0.lock());
     }
 }
 

@@ -11,13 +11,12 @@
 //!  cursor: next slot to try (next fit, so a freed slot waits a full
 //!  round before it is handed out again)
 //! ```
-//! Invariant (under `LOCK`): `BASE` is 0 or the region's address, set once;
+//! Invariant (under `STATE`'s lock): `BASE` is 0 or the region's address, set once;
 //! a slot's `live` bit is set exactly while its block is live. When every
 //! slot is live, `alloc` returns null and the caller serves the request
 //! as an ordinary block.
 
-use crate::sync::{ForkPhase, SpinLock};
-use core::cell::UnsafeCell;
+use crate::sync::{ForkPhase, Locked};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 const REGION: usize = 4 << 20;
@@ -25,29 +24,20 @@ const SLOT: usize = 16;
 const SLOTS: usize = REGION / SLOT;
 
 /// Invariant: a `live` bit is set exactly while its slot's block is live;
-/// `cursor` is below `SLOTS`. Only touched with `LOCK` held.
+/// `cursor` is below `SLOTS`. Only touched under `STATE`'s lock.
 struct State {
     live: [u64; SLOTS / 64],
     cursor: usize,
 }
 
-struct Cell(UnsafeCell<State>);
-// SAFETY: only accessed with LOCK held.
-unsafe impl Sync for Cell {}
-
-static LOCK: SpinLock = SpinLock::new();
 static BASE: AtomicUsize = AtomicUsize::new(0);
-static STATE: Cell = Cell(UnsafeCell::new(State {
+static STATE: Locked<State> = Locked::new(State {
     live: [0; SLOTS / 64],
     cursor: 0,
-}));
+});
 
 fn with<R>(f: impl FnOnce(&mut State) -> R) -> R {
-    LOCK.lock();
-    // SAFETY: the lock is held.
-    let r = f(unsafe { &mut *STATE.0.get() });
-    LOCK.unlock();
-    r
+    STATE.with(f)
 }
 
 /// Maps the inaccessible region (once); its base, or 0 on failure. Lock held.
@@ -56,23 +46,10 @@ fn region() -> usize {
     if b != 0 {
         return b;
     }
-    // SAFETY: an anonymous private mapping with no access, reserving
-    // address space only; errno is kept as it was (a failure here is not
-    // the caller's: it falls back to an ordinary block).
-    let p = unsafe {
-        let saved = *libc::__errno_location();
-        let p = libc::mmap(
-            core::ptr::null_mut(),
-            REGION,
-            libc::PROT_NONE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
-        );
-        *libc::__errno_location() = saved;
-        p
-    };
-    if p == libc::MAP_FAILED {
+    // Address space only; a failure here is not the caller's (it falls
+    // back to an ordinary block), so errno is kept.
+    let p = crate::os::reserve(REGION);
+    if p.is_null() {
         return 0;
     }
     BASE.store(p as usize, Ordering::Release);
@@ -142,7 +119,7 @@ pub fn free(p: usize) -> Result<(), crate::error::Fault> {
 
 /// Fork support: the lock is held across fork.
 pub fn fork_lock(phase: ForkPhase) {
-    phase.apply(&LOCK);
+    phase.apply(STATE.lock());
 }
 
 #[cfg(test)]
