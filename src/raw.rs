@@ -169,17 +169,23 @@ pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize) {
     }
     // SAFETY: usable_of validates the pointer.
     let usable = unsafe { usable_of(p, Op::FreeSized) };
+    check_sized(p, usable, size, align);
+    // SAFETY: validated above.
+    unsafe { free_op(p, Op::FreeSized) }
+}
+
+/// Aborts with a wrong-size report unless a block of `usable` bytes at `p`
+/// can be the one asked for with `size` and `align`. A block is never more
+/// than twice (plus a small rounding) the size it was asked with, except
+/// when a larger alignment rounded it up, or a small block (<= 64 B) kept
+/// its place when realloc shrank it.
+pub(crate) fn check_sized(p: *mut u8, usable: usize, size: usize, align: usize) {
     let align_ok = align.is_power_of_two() && (p as usize) % align == 0;
-    // A block is never more than twice (plus a small rounding) the size it
-    // was asked with, except when a larger alignment rounded it up, or a
-    // small block (<= 64 B) kept its place when realloc shrank it.
     let plausible = size <= usable
         && (align > MIN_ALIGN || usable <= 64 || size.saturating_mul(2) + 2 * MIN_ALIGN >= usable);
     if !align_ok || !plausible {
         crate::error::fatal(Op::FreeSized, crate::error::Fault::WrongSize, p as usize);
     }
-    // SAFETY: validated above.
-    unsafe { free_op(p, Op::FreeSized) }
 }
 
 /// Resizes a block, in place when it can. `p` null behaves as `malloc`.

@@ -196,12 +196,7 @@ pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize) {
     }
     // SAFETY: requested_size validates p.
     let n = unsafe { requested_size(p, Op::FreeSized) };
-    let align_ok = align.is_power_of_two() && (p as usize) % align == 0;
-    let plausible =
-        size <= n && (align > MIN_ALIGN || n <= 64 || size.saturating_mul(2) + 2 * MIN_ALIGN >= n);
-    if !align_ok || !plausible {
-        fatal(Op::FreeSized, Fault::WrongSize, p as usize);
-    }
+    raw::check_sized(p, n, size, align);
     // SAFETY: validated above.
     unsafe { free(p, Op::FreeSized) }
 }
