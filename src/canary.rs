@@ -5,13 +5,21 @@
 //!  ┌──────────────────────────┬──────────────────────────┬─────────┐
 //!  │ user bytes [0, n)        │ canary bytes [n, bsize-4)│ trailer │
 //!  └──────────────────────────┴──────────────────────────┴─────────┘
-//!  canary byte j  = pattern(block)[j % 8]   (never zero)
+//!  canary byte n  = 0                        (string reads stop here)
+//!  canary byte j  = pattern(block)[j % 8]   (j > n; never zero)
 //!  trailer (u32)  = (bsize - n) ^ tkey(block)      live block
 //!                 = QUARANTINED ^ tkey(block)      freed, in quarantine
 //! ```
 //! The requested size `n` is recovered at free time from the trailer, with
 //! no header before the block. At least [`MIN_CANARY`] canary bytes follow
-//! the requested size, so an overflow of 1 to 8 bytes always changes one.
+//! the requested size, so an overflow of 1 to 8 bytes always changes one
+//! (but for a single NUL written at `n`: see below).
+//!
+//! The first canary byte is zero, as in hardened_malloc and glibc's stack
+//! protector: `strlen` or `printf("%s")` of an unterminated string stops at
+//! the end of the block instead of running through the canary and handing
+//! its secret bytes to the program's output. The price: a single NUL
+//! written one byte past the end leaves the canary as it was.
 //! The pattern and the trailer key depend on a per-process secret and the
 //! block's address, so neither can be guessed or copied from another block.
 //!
@@ -79,7 +87,8 @@ pub unsafe fn arm(p: *mut u8, n: usize, bsize: usize) {
     debug_assert!(n + PAD <= bsize);
     // SAFETY: [n, bsize - TRAILER) lies in the block.
     unsafe {
-        canary_bytes(p, n, bsize - TRAILER, true);
+        *p.add(n) = 0;
+        canary_bytes(p, n + 1, bsize - TRAILER, true);
         set_trailer(p, bsize, (bsize - n) as u32);
     }
 }
@@ -102,7 +111,7 @@ pub unsafe fn check(p: *mut u8, bsize: usize) -> Result<usize, Fault> {
     }
     let n = bsize - slack;
     // SAFETY: [n, bsize - TRAILER) lies in the block.
-    if unsafe { canary_bytes(p, n, bsize - TRAILER, false) } {
+    if unsafe { *p.add(n) == 0 && canary_bytes(p, n + 1, bsize - TRAILER, false) } {
         Ok(n)
     } else {
         Err(Fault::HeapOverflow)
@@ -222,21 +231,28 @@ mod tests {
                 unsafe {
                     arm(p, n, 96);
                     assert_eq!(check(p, 96), Ok(n));
-                    core::ptr::write_bytes(p.add(n), 0, len);
+                    core::ptr::write_bytes(p.add(n), b'v', len);
                     assert_eq!(check(p, 96), Err(Fault::HeapOverflow), "n {n} len {len}");
+                    arm(p, n, 96);
+                    core::ptr::write_bytes(p.add(n), 0, len);
+                    let seen = check(p, 96) == Err(Fault::HeapOverflow);
+                    assert_eq!(seen, len > 1, "zeros: n {n} len {len}");
                 }
             }
         }
     }
 
     #[test]
-    fn canary_bytes_are_never_zero_and_the_trailer_is_checked() {
+    fn only_the_first_canary_byte_is_zero_and_the_trailer_is_checked() {
         let mut b = Block([0; 96]);
         let p = b.0.as_mut_ptr();
         // SAFETY: the block is local and 96 bytes long.
         unsafe {
+            b.0[..10].fill(b'a');
             arm(p, 10, 96);
-            assert!(b.0[10..92].iter().all(|&x| x != 0));
+            // An unterminated string of the block's 10 bytes ends at 10.
+            assert_eq!(b.0.iter().position(|&x| x == 0), Some(10));
+            assert!(b.0[11..92].iter().all(|&x| x != 0));
             b.0[95] ^= 0x40;
             assert_eq!(check(b.0.as_mut_ptr(), 96), Err(Fault::HeapOverflow));
         }

@@ -132,6 +132,16 @@ fn usable_size_is_the_request_in_secure_mode() {
     assert_eq!(default.stdout.trim(), "32", "{default:#?}");
 }
 
+/// An unterminated string read (`strlen`) stops at the end of the block in
+/// secure mode: the canary's first byte is zero, so none of its secret
+/// bytes reach the program (hardened_malloc's `string_overflow` expects
+/// "overflow by 0 bytes"). Default mode has no canary: the read runs on
+/// into whatever follows, so only secure mode is asserted.
+#[test]
+fn string_reads_stop_at_the_canary_in_secure_mode() {
+    assert_eq!(number("string-read", true), 0);
+}
+
 /// Runs an information case and returns the number it printed.
 fn number(case: &str, secure: bool) -> usize {
     let out = run_case(case, secure);

@@ -43,7 +43,7 @@ static void overflow(size_t size, size_t len) {
   char *p = launder(malloc(size));
   memset(p, 'u', size);
   announce(p);
-  memset(p + size, 0, len);
+  memset(p + size, 'v', len); /* a NUL at p[size] would match the canary */
   free(p);
 }
 
@@ -227,7 +227,7 @@ int main(int argc, char **argv) {
   else if (!strcmp(c, "overflow-1-large")) overflow(100001, 1);
   else if (!strcmp(c, "overflow-realloc")) {
     char *p = launder(malloc(24));
-    announce(p)[24] = 0;
+    announce(p)[24] = 'v';
     p = realloc(p, 100);
     printf("realloc returned %p\n", (void *)p);
   } else if (!strcmp(c, "overflow-aligned")) {
@@ -264,6 +264,16 @@ int main(int argc, char **argv) {
     return 0;
   } else if (!strcmp(c, "reuse")) {
     reuse();
+    return 0;
+  } else if (!strcmp(c, "string-read")) {
+    /* hardened_malloc's string_overflow: an unterminated string of the
+     * whole usable size, its neighbour filled too; prints how far strlen
+     * read past the end. */
+    char *p = launder(malloc(16)), *q = launder(malloc(16));
+    memset(q, 'b', malloc_usable_size(q));
+    size_t size = malloc_usable_size(p);
+    memset(p, 'a', size);
+    printf("%zu\n", strlen(p) - size);
     return 0;
   } else if (!strcmp(c, "usable-size")) {
     void *p = malloc(24);
