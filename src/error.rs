@@ -188,6 +188,15 @@ fn format(op: Op, fault: Fault, addr: usize) -> LineBuf {
     line
 }
 
+/// [`fatal`] for fast paths: it returns `()` (though it never returns), so
+/// that a caller can reach it by a tail jump (`return fail(..)`) and needs
+/// no stack frame of its own for the call.
+#[cold]
+#[inline(never)]
+pub fn fail(op: Op, fault: Fault, addr: usize) {
+    fatal(op, fault, addr)
+}
+
 /// Reports `fault` met by `op` at `addr`, then aborts the process.
 #[cold]
 #[inline(never)]

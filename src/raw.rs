@@ -12,7 +12,9 @@
 //!
 //! Each entry point tests `secure::check()` once (one load of a global
 //! byte and a predictable branch; a constant with the `secure` feature)
-//! and hands secure mode's calls to `secure.rs`.
+//! and hands secure mode's calls to `secure.rs`; `free` tests it only off
+//! its fast path (secure mode's small segments are marked apart in the
+//! chunk map).
 
 use crate::error::Op;
 use crate::segmap::{self, Kind};
@@ -143,14 +145,32 @@ pub unsafe fn calloc(n: usize, size: usize) -> *mut u8 {
 ///
 /// # Safety
 /// `p` must not be used after this call.
+///
+/// The mode needs no test here: secure mode's small segments are marked
+/// apart in the chunk map, so `is_small` fails for them and they reach
+/// `free_other`, which tests it.
 #[inline]
 pub unsafe fn free(p: *mut u8) {
+    if segmap::is_small(p as usize) {
+        // SAFETY: the chunk map says p lies in a default-mode small segment.
+        unsafe { segment::free(p, Op::Free) }
+    } else {
+        // SAFETY: forwarded contract.
+        unsafe { free_other(p) }
+    }
+}
+
+/// `free` of anything but a block of a default-mode small segment.
+#[inline(never)]
+unsafe fn free_other(p: *mut u8) {
     if secure::check() {
         // SAFETY: forwarded contract.
         return unsafe { secure::free(p, Op::Free) };
     }
-    // SAFETY: forwarded contract.
-    unsafe { free_op(p, Op::Free) }
+    if !p.is_null() {
+        // SAFETY: p is not in a small segment.
+        unsafe { free_big(p, Op::Free) }
+    }
 }
 
 /// Frees a block whose size and alignment the caller states (C23

@@ -8,6 +8,8 @@
 //! ```text
 //!  addr >> 22 ──> MAP[..] = None  : not tinymalloc's (stack, static, foreign)
 //!                          Small : a small segment starts at addr & !(4 MiB-1)
+//!                                  (byte 1; byte 5 in secure mode, so that
+//!                                  `free`'s one test sends it elsewhere)
 //!                          Large : a large segment starts there
 //!                          Huge  : a huge block's header starts there
 //!                          Guarded: a guarded mapping's header (secure mode)
@@ -64,7 +66,7 @@ pub fn kind_of(addr: usize) -> Kind {
         return Kind::None;
     }
     match entry(i).load(Ordering::Relaxed) {
-        1 => Kind::Small,
+        1 | SECURE_SMALL => Kind::Small,
         2 => Kind::Large,
         3 => Kind::Huge,
         4 => Kind::Guarded,
@@ -72,8 +74,13 @@ pub fn kind_of(addr: usize) -> Kind {
     }
 }
 
-/// True when `addr` lies in a small segment (the `free` fast path's one
-/// test: a single byte load and compare).
+/// The map byte of a small segment made in secure mode: `kind_of` reads it
+/// as `Small`, `is_small` does not.
+const SECURE_SMALL: u8 = 5;
+
+/// True when `addr` lies in a small segment of default mode (the `free`
+/// fast path's one test: a single byte load and compare; secure mode's
+/// small segments fail it, so that `free` needs no test of the mode).
 #[inline(always)]
 pub fn is_small(addr: usize) -> bool {
     let i = addr >> CHUNK_SHIFT;
@@ -85,6 +92,16 @@ pub fn set(base: usize, kind: Kind) {
     let i = base >> CHUNK_SHIFT;
     if i < ENTRIES {
         entry(i).store(kind as u8, Ordering::Release);
+    }
+}
+
+/// Records that a small segment now starts at `base`, made in secure mode
+/// or not.
+pub fn set_small(base: usize, secure: bool) {
+    let i = base >> CHUNK_SHIFT;
+    if i < ENTRIES {
+        let b = if secure { SECURE_SMALL } else { Kind::Small as u8 };
+        entry(i).store(b, Ordering::Release);
     }
 }
 
@@ -112,5 +129,16 @@ mod tests {
         assert_eq!(kind_of(base + 12345), Kind::Large);
         set(base, Kind::None);
         assert_eq!(kind_of(base), Kind::None);
+    }
+
+    #[test]
+    fn secure_small_segments_are_small_but_fail_the_free_test() {
+        let base = 0x1235usize << CHUNK_SHIFT;
+        set_small(base, false);
+        assert!(is_small(base + 64) && kind_of(base + 64) == Kind::Small);
+        set_small(base, true);
+        assert!(!is_small(base + 64) && kind_of(base + 64) == Kind::Small);
+        set(base, Kind::None);
+        assert!(!is_small(base) && kind_of(base) == Kind::None);
     }
 }
