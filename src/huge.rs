@@ -44,7 +44,9 @@ const CACHE_BYTES: usize = 256 << 20;
 const CACHE_ENTRY_MAX: usize = CACHE_BYTES;
 /// At most this many cached bytes stay unpurged (resident); the oldest
 /// entries beyond it are purged at once (their address space stays cached).
-const DIRTY_MAX: usize = 256 << 20;
+/// 64 MiB: the huge workload (two live blocks of 2-64 MiB) kept its peak
+/// RSS at 0.82x mimalloc's with it, 1.21x with 128 MiB.
+const DIRTY_MAX: usize = 64 << 20;
 /// Cached huge mappings wait this many times the purge delay (as
 /// mimalloc's `arena_purge_mult`): a program cycling through big buffers
 /// spends long enough filling each one that the plain delay would purge
@@ -136,7 +138,7 @@ pub fn purge_if_due() {
 /// freed memory from lingering), then purged ones; within each, the
 /// smallest that fits, else the biggest, grown to `len` (its pages are
 /// reused, only the growth is new). An entry a whole chunk longer than
-/// needed is cut, and its tail stays cached, purged.
+/// needed is cut, and its tail stays cached as it was (warm or purged).
 fn cache_take(len: usize) -> Option<(*mut u8, usize, bool)> {
     let keep = len.checked_add(CHUNK - 1)? & !(CHUNK - 1);
     let (base, have, clean) = with_cache(|c| {
@@ -154,15 +156,13 @@ fn cache_take(len: usize) -> Option<(*mut u8, usize, bool)> {
         let due = c.due[i];
         let (b, l, clean) = c.remove(i);
         if l >= keep + CHUNK {
-            // The tail becomes a whole, chunk-aligned mapping of its own,
-            // purged: resident memory the block does not need must not
-            // stay resident inside it.
-            if due != 0 {
-                // SAFETY: the tail holds no live data.
-                unsafe { os::purge((b + keep) as *mut u8, l - keep) };
-                stats::note_commit(-((l - keep) as isize));
-            }
-            c.push(b + keep, l - keep, 0);
+            // The tail becomes a whole, chunk-aligned mapping of its own
+            // (resident memory the block does not need must not stay inside
+            // it), keeping the entry's deadline: still warm, it serves the
+            // next request of its size without page faults, and it is
+            // purged when the whole entry would have been, or sooner when
+            // the warm entries pass `DIRTY_MAX`.
+            c.push(b + keep, l - keep, due);
             return Some((b, keep, clean));
         }
         Some((b, l, clean))

@@ -605,8 +605,9 @@ fn freed_huge_memory_is_reused_without_lingering() {
 }
 
 /// Child: a freed huge mapping serves the next huge request, cut to size
-/// (the tail purged, so it does not stay resident) or grown; no new
-/// address space is mapped while the cache can serve.
+/// (the tail kept as a mapping of its own, still resident, serving the
+/// next request that fits, and purged by a trim) or grown; no new address
+/// space is mapped while the cache can serve.
 fn huge_reuse() {
     let touch = |p: usize, n: usize| {
         for off in (0..n).step_by(4096) {
@@ -624,12 +625,25 @@ fn huge_reuse() {
     check_snapshot(&s1);
     assert_eq!(b, a, "a freed 40 MiB mapping serves a 10 MiB request");
     assert_eq!(s1.reserved, s0.reserved, "{s0:#?} {s1:#?}");
-    assert!(
-        s1.committed + 28 * MIB <= s0.committed,
-        "the unused 30 MiB are purged: {s0:#?} {s1:#?}"
-    );
+    assert_eq!(s1.committed, s0.committed, "the tail stays warm: {s0:#?} {s1:#?}");
+    // The tail (the 40 MiB mapping less the 12 MiB chunks kept) serves a
+    // request that fits it: no new mapping.
+    let t = get(20 * MIB);
+    let s1t = stats();
+    check_snapshot(&s1t);
+    assert!(t > b && t < b + 40 * MIB, "the tail serves it: {b:#x} {t:#x}");
+    assert_eq!(s1t.reserved, s0.reserved, "{s0:#?} {s1t:#?}");
+    put(t, 20 * MIB);
     touch(b, 10 * MIB);
     put(b, 10 * MIB);
+    let before = stats();
+    tinymalloc::raw::trim();
+    let after = stats();
+    check_snapshot(&after);
+    assert!(
+        after.committed + 28 * MIB <= before.committed,
+        "a trim purges the cached mappings: {before:#?} {after:#?}"
+    );
     // Bigger than any cached mapping: the warm one grows (reserved grows by
     // the difference only, not by a whole new mapping).
     let s2 = stats();
