@@ -422,6 +422,8 @@ pub unsafe fn pop_abandoned(a: *mut Arena) -> *mut Segment {
 /// # Safety
 /// `seg` is a mapped small segment on which the caller holds an in-flight
 /// mark.
+#[cold]
+#[inline(never)]
 pub unsafe fn reclaim_frees(seg: *mut Segment) {
     // SAFETY: the segment's arena is static; our mark keeps seg mapped.
     let a = unsafe { &*(*seg).arena };

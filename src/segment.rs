@@ -355,8 +355,7 @@ unsafe fn free_remote(seg: *mut Segment, pg: &Page, i: usize, a: usize, op: Op) 
         // Abandoned: nobody will collect, so collect under the arena lock
         // (which also ends our in-flight mark, releasing if we were last).
         // SAFETY: the segment is live; the arena serialises access.
-        unsafe { crate::arena::reclaim_frees(seg) };
-        return;
+        return unsafe { crate::arena::reclaim_frees(seg) };
     }
     if pend == 0 {
         // SAFETY: heaps are never unmapped (pooled), so `owner` is readable
