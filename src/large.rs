@@ -14,7 +14,8 @@
 //! Invariants (arena lock held for every access): `used` has a bit per
 //! page in use (page 0, the header, always); `starts` marks the first page
 //! of each live block, whose length is `len[i]`; `dirty` marks pages that
-//! may hold non-zero data; `purge` ⊆ free pages awaiting a purge;
+//! may hold non-zero data; `purge` ⊆ free pages awaiting a purge, and
+//! `npurge` = the number of its set bits;
 //! `free_count` = number of clear `used` bits.
 
 use crate::arena::{self, Arena, Inner};
@@ -41,6 +42,7 @@ pub struct LargeSeg {
     starts: [u64; NWORDS],
     dirty: [u64; NWORDS],
     purge: [u64; NWORDS],
+    npurge: usize,
     len: [u16; NPAGES],
 }
 
@@ -168,13 +170,11 @@ fn take_segment_memory(inner: &mut Inner) -> (*mut u8, bool) {
 fn take(s: &mut LargeSeg, i: usize, n: usize) -> (*mut u8, bool) {
     bitmap::set_range(&mut s.used, i, n, true);
     bitmap::set_range(&mut s.starts, i, 1, true);
-    bitmap::set_range(&mut s.purge, i, n, false);
+    s.npurge -= bitmap::set_range(&mut s.purge, i, n, false);
     let fresh = bitmap::set_range(&mut s.dirty, i, n, true);
     stats::note_commit((fresh * os::PAGE) as isize);
     let clean = fresh == n;
-    for k in i..i + n {
-        s.len[k] = 0;
-    }
+    s.len[i..i + n].fill(0);
     s.len[i] = n as u16;
     s.free_count -= n;
     (
@@ -257,14 +257,14 @@ fn schedule_purge(inner: &mut Inner, s: &mut LargeSeg, i: usize, n: usize) {
         // Purged when due, or by trim() whatever the delay (-1: never due).
         // Pages already waiting keep their deadline: frees that keep coming
         // must not put the purge off forever.
-        if s.purge.iter().all(|&w| w == 0) {
+        if s.npurge == 0 {
             s.purge_at = if delay > 0 {
                 os::now_ms() + delay as u64
             } else {
                 crate::segment::NEVER
             };
         }
-        bitmap::set_range(&mut s.purge, i, n, true);
+        s.npurge += bitmap::set_range(&mut s.purge, i, n, true);
         if delay > 0 && inner.purge_at == 0 {
             inner.purge_at = s.purge_at;
         }
@@ -298,7 +298,7 @@ pub fn purge_due_locked(inner: &mut Inner, now: u64, force: bool) -> (bool, u64)
     while !seg.is_null() {
         // SAFETY: guarded by the arena lock.
         let s = unsafe { &mut *seg };
-        if s.purge.iter().any(|&w| w != 0) {
+        if s.npurge != 0 {
             if force || now >= s.purge_at {
                 let mut i = 0;
                 while let Some(lo) = bitmap::next(&s.purge, i, NPAGES, true) {
@@ -315,6 +315,7 @@ pub fn purge_due_locked(inner: &mut Inner, now: u64, force: bool) -> (bool, u64)
                     i = hi;
                 }
                 s.purge = [0; NWORDS];
+                s.npurge = 0;
                 any = true;
             } else if s.purge_at != crate::segment::NEVER
                 && (next_due == 0 || s.purge_at < next_due)
@@ -376,7 +377,7 @@ pub unsafe fn resize_in_place(p: *mut u8, size: usize) -> bool {
             return false;
         }
         bitmap::set_range(&mut s.used, i + n, want - n, true);
-        bitmap::set_range(&mut s.purge, i + n, want - n, false);
+        s.npurge -= bitmap::set_range(&mut s.purge, i + n, want - n, false);
         let fresh = bitmap::set_range(&mut s.dirty, i + n, want - n, true);
         stats::note_commit((fresh * os::PAGE) as isize);
         s.free_count -= want - n;
@@ -384,4 +385,60 @@ pub unsafe fn resize_in_place(p: *mut u8, size: usize) -> bool {
         inner.large_bytes += (want - n) * os::PAGE;
         true
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `npurge` counts the set bits of `purge` in every large segment of
+    /// the calling thread's arena.
+    fn check_npurge() {
+        // SAFETY: arenas are static; the walk holds the arena lock.
+        let arena = unsafe { &*my_arena() };
+        arena.with(|inner| {
+            let mut seg = inner.large;
+            while !seg.is_null() {
+                // SAFETY: guarded by the arena lock.
+                let s = unsafe { &*seg };
+                let bits: usize = s.purge.iter().map(|w| w.count_ones() as usize).sum();
+                assert_eq!(s.npurge, bits);
+                seg = s.next;
+            }
+        });
+    }
+
+    #[test]
+    fn npurge_follows_frees_reuse_resizes_and_purges() {
+        let sizes = [48_000, 100_000, 300_000, 64 << 10, 1 << 20];
+        let mut live = Vec::new();
+        for round in 0..3 {
+            for &n in &sizes {
+                // SAFETY: plain allocations, freed below.
+                let p = unsafe { crate::raw::malloc(n + round * 4096) };
+                assert!(!p.is_null());
+                live.push((p, n + round * 4096));
+                check_npurge();
+            }
+            for k in (0..live.len()).step_by(2).rev() {
+                let (p, n) = live.swap_remove(k);
+                // SAFETY: each block is freed once; in-place resizes first.
+                unsafe {
+                    assert!(resize_in_place(p, n * 3 / 4));
+                    check_npurge();
+                    resize_in_place(p, n);
+                    check_npurge();
+                    crate::raw::free(p);
+                }
+                check_npurge();
+            }
+            crate::raw::trim();
+            check_npurge();
+        }
+        for (p, _) in live {
+            // SAFETY: the remaining blocks, freed once.
+            unsafe { crate::raw::free(p) };
+        }
+        check_npurge();
+    }
 }

@@ -100,7 +100,11 @@ pub fn set(base: usize, kind: Kind) {
 pub fn set_small(base: usize, secure: bool) {
     let i = base >> CHUNK_SHIFT;
     if i < ENTRIES {
-        let b = if secure { SECURE_SMALL } else { Kind::Small as u8 };
+        let b = if secure {
+            SECURE_SMALL
+        } else {
+            Kind::Small as u8
+        };
         entry(i).store(b, Ordering::Release);
     }
 }

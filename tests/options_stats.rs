@@ -625,13 +625,19 @@ fn huge_reuse() {
     check_snapshot(&s1);
     assert_eq!(b, a, "a freed 40 MiB mapping serves a 10 MiB request");
     assert_eq!(s1.reserved, s0.reserved, "{s0:#?} {s1:#?}");
-    assert_eq!(s1.committed, s0.committed, "the tail stays warm: {s0:#?} {s1:#?}");
+    assert_eq!(
+        s1.committed, s0.committed,
+        "the tail stays warm: {s0:#?} {s1:#?}"
+    );
     // The tail (the 40 MiB mapping less the 12 MiB chunks kept) serves a
     // request that fits it: no new mapping.
     let t = get(20 * MIB);
     let s1t = stats();
     check_snapshot(&s1t);
-    assert!(t > b && t < b + 40 * MIB, "the tail serves it: {b:#x} {t:#x}");
+    assert!(
+        t > b && t < b + 40 * MIB,
+        "the tail serves it: {b:#x} {t:#x}"
+    );
     assert_eq!(s1t.reserved, s0.reserved, "{s0:#?} {s1t:#?}");
     put(t, 20 * MIB);
     touch(b, 10 * MIB);
