@@ -334,7 +334,17 @@ pub unsafe fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
         None
     };
     let (c, len, clean) = match cached {
-        Some(hit) => hit,
+        Some(hit) => {
+            // A mapping used before is filled densely again, typically:
+            // transparent huge pages make that one fault per 2 MiB. A fresh
+            // mapping gets no such advice (a program that touches a big
+            // buffer sparsely, as xz does its match finder's tables, would
+            // have 2 MiB resident for every byte it touches: 50 MB instead
+            // of 26 MB of RSS for `xz -T2`).
+            // SAFETY: the cached mapping is ours.
+            unsafe { os::advise_huge_pages(hit.0, hit.1) };
+            hit
+        }
         None => {
             let mut c = os::map_aligned(len, map_align, map_off);
             if c.is_null() && crate::arena::release_cached_memory(None) {
@@ -349,8 +359,6 @@ pub unsafe fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
                 return null_mut();
             }
             stats::note_reserved(len as isize);
-            // SAFETY: the fresh mapping is ours.
-            unsafe { os::advise_huge_pages(c, len) };
             (c, len, true)
         }
     };
