@@ -143,12 +143,12 @@ pub unsafe fn calloc(n: usize, size: usize) -> *mut u8 {
 /// Frees a block; null is ignored. A pointer tinymalloc did not return, or a
 /// block already free, is reported and the process aborts.
 ///
-/// # Safety
-/// `p` must not be used after this call.
-///
 /// The mode needs no test here: secure mode's small segments are marked
 /// apart in the chunk map, so `is_small` fails for them and they reach
 /// `free_other`, which tests it.
+///
+/// # Safety
+/// `p` must not be used after this call.
 #[inline]
 pub unsafe fn free(p: *mut u8) {
     if segmap::is_small(p as usize) {

@@ -229,14 +229,15 @@ pub(crate) fn note_requested(bytes: usize) {
 /// Counts a cross-thread free of a block of class `cls` on the freeing
 /// thread's heap (or globally when it has none).
 ///
-/// `cls` is the class of a page in use (below `NUM_CLASSES`). No call and
-/// no bounds check: the cross-thread free path stays free of a stack frame.
+/// `cls` is a page descriptor's class, which only ever holds a class index
+/// (below `NUM_CLASSES`; 0 when the page is unused). No call and no bounds
+/// check: the cross-thread free path stays free of a stack frame.
 #[inline(always)]
 pub(crate) fn note_free(cls: usize) {
     debug_assert!(cls < NUM_CLASSES);
     let h = crate::thread::heap();
-    // SAFETY: cls is below NUM_CLASSES; a real heap is the calling
-    // thread's own, and only it writes its counts.
+    // SAFETY: cls is below NUM_CLASSES (see above); a real heap is the
+    // calling thread's own, and only it writes its counts.
     unsafe {
         if h == crate::heap::empty_heap() {
             ORPHAN_FREES.get_unchecked(cls).fetch_add(1, Relaxed);
