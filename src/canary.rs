@@ -87,8 +87,7 @@ pub unsafe fn arm(p: *mut u8, n: usize, bsize: usize) {
     debug_assert!(n + PAD <= bsize);
     // SAFETY: [n, bsize - TRAILER) lies in the block.
     unsafe {
-        *p.add(n) = 0;
-        canary_bytes(p, n + 1, bsize - TRAILER, true);
+        canary_bytes(p, n, bsize - TRAILER, true);
         set_trailer(p, bsize, (bsize - n) as u32);
     }
 }
@@ -111,47 +110,47 @@ pub unsafe fn check(p: *mut u8, bsize: usize) -> Result<usize, Fault> {
     }
     let n = bsize - slack;
     // SAFETY: [n, bsize - TRAILER) lies in the block.
-    if unsafe { *p.add(n) == 0 && canary_bytes(p, n + 1, bsize - TRAILER, false) } {
+    if unsafe { canary_bytes(p, n, bsize - TRAILER, false) } {
         Ok(n)
     } else {
         Err(Fault::HeapOverflow)
     }
 }
 
-/// Writes (`set`) or checks the canary bytes `[from, to)` of the block at
-/// `p` (8-byte aligned): byte j is byte `j % 8` of the pattern, so whole
-/// aligned words are the pattern itself. True when they were intact.
+/// Writes (`set`) or checks the canary bytes `[from, to)` (at least 8) of
+/// the block at `p`: byte `from` is zero, any other byte j is byte `j % 8`
+/// (little-endian) of the block's pattern. Done 8 bytes at a time with
+/// unaligned accesses, the last 8 overlapping the previous ones: the 8
+/// bytes at j are the pattern rotated by `j % 8` bytes. True when they
+/// were intact.
 ///
 /// # Safety
-/// `[p + from, p + to)` lies in the caller's block.
+/// `[p + from, p + to)` lies in the caller's block; `to - from >= 8`.
 unsafe fn canary_bytes(p: *mut u8, from: usize, to: usize, set: bool) -> bool {
-    let word = pattern(p as usize);
-    let pat = word.to_le_bytes();
-    let mid_lo = from.next_multiple_of(8).min(to);
-    let mid_hi = (to & !7).max(mid_lo);
+    debug_assert!(to - from >= 8);
+    let x = pattern(p as usize);
     let mut ok = true;
-    for j in (from..mid_lo).chain(mid_hi..to) {
-        // SAFETY: j lies in the range.
+    let mut j = from;
+    loop {
+        let at = j.min(to - 8);
+        let mut want = x.rotate_right(8 * (at & 7) as u32);
+        if at == from {
+            want &= !0xff;
+        }
+        // SAFETY: [at, at + 8) lies in [from, to).
         unsafe {
+            let q = p.add(at) as *mut u64;
             if set {
-                *p.add(j) = pat[j & 7];
+                q.write_unaligned(want.to_le());
             } else {
-                ok &= *p.add(j) == pat[j & 7];
+                ok &= u64::from_le(q.read_unaligned()) == want;
             }
         }
-    }
-    for k in (mid_lo / 8)..(mid_hi / 8) {
-        // SAFETY: word k lies in the range; p is 8-byte aligned.
-        unsafe {
-            let w = (p as *mut u64).add(k);
-            if set {
-                w.write(word);
-            } else {
-                ok &= w.read() == word;
-            }
+        if at == to - 8 {
+            return ok;
         }
+        j += 8;
     }
-    ok
 }
 
 /// Zeroes a freed block and marks it as waiting in the quarantine.
