@@ -27,13 +27,19 @@ impl Drop for KeepErrno {
 
 /// Maps `size` bytes of zeroed read-write memory; null on failure.
 pub fn map(size: usize) -> *mut u8 {
+    map_anon(size, libc::PROT_READ | libc::PROT_WRITE)
+}
+
+/// An anonymous private mapping of `size` bytes with protection `prot`,
+/// at an address the kernel picks; null on failure (`errno` kept).
+fn map_anon(size: usize, prot: libc::c_int) -> *mut u8 {
     let _e = KeepErrno::new();
     // SAFETY: an anonymous private mapping at an address the kernel picks.
     let p = unsafe {
         libc::mmap(
             null_mut(),
             size,
-            libc::PROT_READ | libc::PROT_WRITE,
+            prot,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
             -1,
             0,
@@ -124,23 +130,7 @@ pub unsafe fn advise_huge_pages(p: *mut u8, len: usize) {
 /// Reserves `size` bytes of address space with no access (reads and writes
 /// fault); null on failure.
 pub fn reserve(size: usize) -> *mut u8 {
-    let _e = KeepErrno::new();
-    // SAFETY: an anonymous private mapping at an address the kernel picks.
-    let p = unsafe {
-        libc::mmap(
-            null_mut(),
-            size,
-            libc::PROT_NONE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        null_mut()
-    } else {
-        p.cast()
-    }
+    map_anon(size, libc::PROT_NONE)
 }
 
 /// Changes the protection of the page-aligned range `[p, p+len)`; true on
