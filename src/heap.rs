@@ -2,6 +2,8 @@
 //!
 //! ```text
 //!  Heap (one per thread, reached through TLS)
+//!  ├─ fast[class]  ──> what malloc's fast path takes from: pages[class]
+//!  │                   (the sentinel in secure mode)
 //!  ├─ pages[class] ──> current page of each class (or the empty sentinel)
 //!  ├─ lists[class] ──> pages of that class with free blocks (current first)
 //!  ├─ segs_avail / segs_full: owned segments with / without free pages
@@ -10,6 +12,8 @@
 //! Invariants:
 //! - only the owning thread touches a heap, except `xgen` (any thread);
 //! - `pages[c]` is the sentinel or the head of `lists[c]`;
+//! - `fast[c]` is `pages[c]` in default mode and the sentinel in secure
+//!   mode (both written by `set_current` only);
 //! - every page in `lists[c]` is in use with class `c` and `!full`; a page
 //!   in use that is in no list is `full`;
 //! - every segment whose `owner` is this heap is in exactly one of
@@ -116,23 +120,6 @@ unsafe fn seg_unlink(head: &mut *mut Segment, s: *mut Segment) {
     }
 }
 
-/// Allocations and frees of one size class by one heap.
-pub struct ClassCount {
-    /// Blocks allocated.
-    pub allocs: AtomicU64,
-    /// Blocks freed.
-    pub frees: AtomicU64,
-}
-
-impl ClassCount {
-    const fn new() -> Self {
-        ClassCount {
-            allocs: AtomicU64::new(0),
-            frees: AtomicU64::new(0),
-        }
-    }
-}
-
 /// Adds one to a counter only its owner writes (a plain load, add and
 /// store: no atomic read-modify-write).
 #[inline(always)]
@@ -149,6 +136,11 @@ pub fn add(c: &AtomicU64, n: u64) {
 /// A thread's heap.
 #[repr(C)]
 pub struct Heap {
+    /// The page the fast path takes blocks from, per class: `pages[c]` in
+    /// default mode; always the sentinel in secure mode, so that `malloc`'s
+    /// fast path falls through to `alloc_slow`, which hands the call to
+    /// secure mode (no test of the mode on the fast path).
+    pub fast: [*mut Page; NUM_CLASSES],
     /// Current page per class (the sentinel when none).
     pub pages: [*mut Page; NUM_CLASSES],
     /// Bytes requested by this thread's allocations since it started (the
@@ -167,8 +159,11 @@ pub struct Heap {
     pub all_next: *mut Heap,
     /// Per-class counters of this thread's allocations and frees (a free
     /// counts on the freeing thread's heap). Written by the owner only,
-    /// read by `stats()` from any thread.
-    pub counts: [ClassCount; NUM_CLASSES],
+    /// read by `stats()` from any thread. Two arrays of 8-byte counters, so
+    /// that the class index scales in the addressing mode (no shift).
+    pub allocs: [AtomicU64; NUM_CLASSES],
+    /// See `allocs`.
+    pub frees: [AtomicU64; NUM_CLASSES],
     /// Frees this thread made into other threads' segments.
     pub xfrees: AtomicU64,
     /// Bumped by other threads after freeing into a segment of this heap.
@@ -201,6 +196,7 @@ impl Heap {
     /// A heap with no pages (used for the sentinel and for set-up).
     pub const fn new() -> Heap {
         Heap {
+            fast: [EMPTY_PAGE.0.get(); NUM_CLASSES],
             pages: [EMPTY_PAGE.0.get(); NUM_CLASSES],
             requested: AtomicU64::new(0),
             lists: [PageList::EMPTY; NUM_CLASSES],
@@ -211,7 +207,8 @@ impl Heap {
             purge_at: 0,
             pool_next: null_mut(),
             all_next: null_mut(),
-            counts: [const { ClassCount::new() }; NUM_CLASSES],
+            allocs: [const { AtomicU64::new(0) }; NUM_CLASSES],
+            frees: [const { AtomicU64::new(0) }; NUM_CLASSES],
             xfrees: AtomicU64::new(0),
             xgen: Padded(AtomicU64::new(0)),
         }
@@ -228,19 +225,31 @@ impl Heap {
 /// calling thread.
 ///
 /// Fast path cost (x86-64, counted in the disassembly of the C `malloc`
-/// of `libtinymalloc.so`): 24 instructions for a size of at most 64 B,
-/// including the class (compare, add, shift) and the return; no lock, no
-/// atomic read-modify-write: TLS slot (3), current page, its word pointer
-/// and word, test (5), clear the lowest bit and store (3), `used` (1), the
-/// per-class and requested-bytes counters (3), block address by tzcnt,
-/// imul, add (3). `bench/callgrind.sh` measures a whole malloc/free pair.
+/// of `libtinymalloc.so`): 23 instructions for a size of at most 64 B,
+/// including the size test and class (compare, add, shift) and the return;
+/// no lock, no atomic read-modify-write, no test of the mode (secure mode
+/// offers no page to this path: `Heap::fast`): TLS slot and heap (3), the
+/// class's page, its word pointer and word, test (5), clear the lowest bit
+/// and store (3), `used` (1), the per-class and requested-bytes counters
+/// (2), block address by tzcnt, imul, add (3). `bench/callgrind.sh`
+/// measures a whole malloc/free pair.
 #[inline(always)]
 pub unsafe fn alloc_class(cls: usize, size: usize) -> *mut u8 {
-    let h = thread::heap();
+    // SAFETY: the calling thread's heap (or the sentinel).
+    unsafe { alloc_in(thread::heap(), cls, size) }
+}
+
+/// [`alloc_class`] for a heap the caller has loaded: the calling thread's
+/// own (or the sentinel).
+///
+/// # Safety
+/// `h` is `thread::heap()`.
+#[inline(always)]
+pub unsafe fn alloc_in(h: *mut Heap, cls: usize, size: usize) -> *mut u8 {
     // SAFETY: h is this thread's heap or the sentinel; both are readable,
     // and pages[cls] is a live page descriptor or the sentinel page.
     unsafe {
-        let page = (*h).pages[cls];
+        let page = (*h).fast[cls];
         let word = &*(*page).cur;
         let bits = word.load(Ordering::Relaxed);
         if bits == 0 {
@@ -248,7 +257,7 @@ pub unsafe fn alloc_class(cls: usize, size: usize) -> *mut u8 {
         }
         word.store(bits & (bits - 1), Ordering::Relaxed);
         (*page).used += 1;
-        bump(&(*h).counts[cls].allocs);
+        bump(&(*h).allocs[cls]);
         add(&(*h).requested, size as u64);
         let p = ((*page).word_base + bits.trailing_zeros() as usize * (*page).bsize) as *mut u8;
         // A block of a real page (the sentinel has no free bit) is never at
@@ -266,10 +275,18 @@ pub unsafe fn alloc_class(cls: usize, size: usize) -> *mut u8 {
 unsafe fn set_current(hp: &mut Heap, cls: usize, page: *mut Page) {
     if page.is_null() || page == empty_page() {
         hp.pages[cls] = empty_page();
+        hp.fast[cls] = empty_page();
     } else {
         // SAFETY: a live page of this heap.
         unsafe { (*page).set_current(true) };
         hp.pages[cls] = page;
+        // Heaps exist only once the mode is known: check() is then
+        // exactly "secure mode is on".
+        hp.fast[cls] = if crate::secure::check() {
+            empty_page()
+        } else {
+            page
+        };
     }
 }
 
@@ -287,11 +304,37 @@ unsafe fn take_block(page: *mut Page) -> *mut u8 {
     }
 }
 
-/// The slow path: another word of the page, collected cross-thread frees,
-/// another page of the class, a fresh page, or a new thread heap.
+/// The slow path: secure mode's `malloc`, or another word of the page,
+/// collected cross-thread frees, another page of the class, a fresh page,
+/// or a new thread heap.
+///
+/// In secure mode (or before the mode is known) every call arrives here
+/// (`Heap::fast`) and is `malloc`'s: every other caller of the fast path
+/// (`raw::malloc_aligned`, `raw::zalloc_aligned`) has handed secure mode's
+/// calls over first, and secure mode itself calls [`alloc_refill`].
 #[cold]
 #[inline(never)]
 unsafe fn alloc_slow(h: *mut Heap, cls: usize, size: usize) -> *mut u8 {
+    if crate::secure::check() {
+        // SAFETY: forwarded: this is a `malloc(size)`.
+        return unsafe { crate::raw::secure_malloc(size) };
+    }
+    // SAFETY: h is the calling thread's heap (or the sentinel).
+    unsafe { refill(h, cls, size) }
+}
+
+/// Takes a block of class `cls` for the calling thread without the fast
+/// path: secure mode's way to the default path's choice of block.
+///
+/// # Safety
+/// `cls` is a class below `NUM_CLASSES`.
+pub unsafe fn alloc_refill(cls: usize, size: usize) -> *mut u8 {
+    // SAFETY: the calling thread's heap (or the sentinel).
+    unsafe { refill(thread::heap(), cls, size) }
+}
+
+/// The body of the slow path (see [`alloc_slow`]).
+unsafe fn refill(h: *mut Heap, cls: usize, size: usize) -> *mut u8 {
     // Size 0 arrives as class 0 (always the sentinel): serve it as class 1.
     let cls = cls.max(1);
     let h = if h == empty_heap() {
@@ -338,7 +381,7 @@ unsafe fn alloc_slow(h: *mut Heap, cls: usize, size: usize) -> *mut u8 {
 /// The slow path's block, counted.
 #[inline(always)]
 unsafe fn take_block_counted(hp: &Heap, cls: usize, page: *mut Page) -> *mut u8 {
-    bump(&hp.counts[cls].allocs);
+    bump(&hp.allocs[cls]);
     // SAFETY: forwarded from the caller.
     unsafe { take_block(page) }
 }
@@ -428,9 +471,12 @@ unsafe fn collect_segment(hp: &mut Heap, seg: *mut Segment) {
 /// Called by `free` when a page became empty or was full.
 ///
 /// # Safety
-/// `h` owns `seg`, and `page` is a page of `seg` in use.
+/// `page` is a page in use of a segment `h` owns.
 #[cold]
-pub unsafe fn page_freed(h: *mut Heap, seg: *mut Segment, page: *mut Page) {
+pub unsafe fn page_freed(h: *mut Heap, page: *mut Page) {
+    // The descriptor lies in its segment's header: found from it, so that
+    // `free` keeps no register for the segment.
+    let seg = segment::segment_of(page as usize);
     // SAFETY: as the caller guarantees.
     unsafe {
         let hp = &mut *h;
@@ -580,6 +626,7 @@ pub unsafe fn setup(h: *mut Heap, arena: *mut Arena) {
     // freer of a previous owner, so it is kept and only read.
     unsafe {
         let hp = &mut *h;
+        hp.fast = [empty_page(); NUM_CLASSES];
         hp.pages = [empty_page(); NUM_CLASSES];
         hp.lists = [PageList::EMPTY; NUM_CLASSES];
         hp.segs_avail = null_mut();

@@ -22,12 +22,32 @@
 //!   `slow_at` or below must re-file the page, and that is one compare;
 //! - `zero`: no block was freed since the page was set up on zeroed memory,
 //!   so every block handed out is still all zero;
-//! - bits of words at or beyond `cap` are always clear.
+//! - bits at or beyond `cap` are always clear in the `free` row; in the
+//!   `xfree` row, the bits from `cap` to the end of its word are set (pad
+//!   bits: `block_start` can yield index `cap` for the tail of a page,
+//!   never more, and the free path's bit test then sees it as free, so it
+//!   needs no compare with `cap`); collection never takes them;
+//! - a page not in use has `free` pointing at its segment's word of ones
+//!   (`Segment::ones`): the only index `block_start` yields there is 0, and
+//!   the bit test rejects it.
 
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// Words per bitmap row: 64 KiB / 16 B blocks / 64 bits.
 pub const WORDS: usize = 64;
+
+/// The bits of word `w` of a row that stand for blocks of a page of `cap`
+/// blocks.
+fn valid_bits(cap: usize, w: usize) -> u64 {
+    let lo = w * 64;
+    if lo + 64 <= cap {
+        !0u64
+    } else if lo < cap {
+        (1u64 << (cap - lo)) - 1
+    } else {
+        0
+    }
+}
 
 /// Per-page metadata. Owner-only except where noted.
 #[repr(C)]
@@ -58,7 +78,9 @@ pub struct Page {
     pub current: bool,
     /// Address of block 0.
     pub start: usize,
-    /// The owner's free row (`WORDS` words).
+    /// The owner's free row (`WORDS` words) while the page is in use
+    /// (`Segment::free_rows`); else the segment's word of ones (see the
+    /// invariants).
     pub free: *mut AtomicU64,
     /// The cross-thread free row (`WORDS` words), written by any thread.
     pub xfree: *mut AtomicU64,
@@ -112,8 +134,9 @@ impl Page {
         unsafe { &*self.xfree.add(w) }
     }
 
-    /// Sets the page up for blocks of `bsize` bytes (class `class`).
-    pub fn setup(&mut self, class: usize, bsize: usize, zero: bool) {
+    /// Sets the page up for blocks of `bsize` bytes (class `class`); `row`
+    /// is its own free row.
+    pub fn setup(&mut self, row: *mut AtomicU64, class: usize, bsize: usize, zero: bool) {
         let cap = (crate::segment::PAGE_SIZE / bsize).min(WORDS * 64);
         self.bsize = bsize;
         self.cap = cap as u32;
@@ -123,24 +146,21 @@ impl Page {
         self.set_full(false);
         self.set_current(false);
         self.zero = zero;
+        self.free = row;
         for w in 0..WORDS {
-            let lo = w * 64;
-            let bits = if lo + 64 <= cap {
-                !0u64
-            } else if lo < cap {
-                (1u64 << (cap - lo)) - 1
-            } else {
-                0
-            };
+            let bits = valid_bits(cap, w);
             self.free_word(w).store(bits, Relaxed);
-            self.xfree_word(w).store(0, Relaxed);
+            // Pad bits: those past `cap` in the word holding index `cap`.
+            let pad = if w == cap / 64 { !bits } else { 0 };
+            self.xfree_word(w).store(pad, Relaxed);
         }
         self.cur = self.free;
         self.word_base = self.start;
     }
 
-    /// Marks the page unused.
-    pub fn clear(&mut self) {
+    /// Marks the page unused; `ones` is its segment's word of ones.
+    pub fn clear(&mut self, ones: *mut AtomicU64) {
+        self.free = ones;
         self.bsize = 0;
         self.cap = 0;
         self.recip = 0;
@@ -188,8 +208,14 @@ impl Page {
         let n = self.nwords();
         // SAFETY: cur points into the free row.
         let at = unsafe { self.cur.offset_from(self.free) } as usize;
-        for k in 1..=n {
-            let w = (at + k) % n;
+        // The words after the current one, wrapping round to it last (a
+        // compare rather than `% n`: a division costs tens of cycles).
+        let mut w = at;
+        for _ in 0..n {
+            w += 1;
+            if w >= n {
+                w = 0;
+            }
             if self.free_word(w).load(Relaxed) != 0 {
                 self.cur = self.free_word(w);
                 self.word_base = self.start + w * 64 * self.bsize;
@@ -203,12 +229,15 @@ impl Page {
     /// were collected, or the index of a block found freed twice.
     pub fn collect(&mut self) -> Result<u32, usize> {
         let mut n = 0;
+        let cap = self.cap as usize;
         for w in 0..self.nwords() {
             let x = self.xfree_word(w);
-            if x.load(Relaxed) == 0 {
+            // Pad bits (past `cap`) stay.
+            let valid = valid_bits(cap, w);
+            if x.load(Relaxed) & valid == 0 {
                 continue;
             }
-            let bits = x.swap(0, core::sync::atomic::Ordering::Acquire);
+            let bits = x.fetch_and(!valid, core::sync::atomic::Ordering::Acquire) & valid;
             let f = self.free_word(w).load(Relaxed);
             // A block freed by its owner while its cross-thread free was
             // pending would have both bits: a double free.
@@ -233,6 +262,20 @@ impl Page {
             return None;
         }
         self.block_at(off)
+    }
+
+    /// The index `i <= cap` of the block that would start at offset
+    /// `off < PAGE_SIZE`, if `off` is a multiple of the block size: the
+    /// free path's test, which leaves `i == cap` (the page's tail, or any
+    /// offset 0 of a page not in use) to its bit test (see the invariants).
+    #[inline(always)]
+    pub fn block_start(&self, off: usize) -> Option<usize> {
+        let prod = off as u64 * self.recip as u64;
+        if prod & 0xffff_0000 == 0 {
+            Some((prod >> 32) as usize)
+        } else {
+            None
+        }
     }
 
     /// The index of the block at offset `off < PAGE_SIZE` in the page, if a
@@ -261,10 +304,14 @@ mod tests {
     fn page_with_rows(rows: &mut [AtomicU64], bsize: usize) -> Page {
         let (f, x) = rows.split_at_mut(WORDS);
         let mut p = Page::empty(core::ptr::null());
-        p.free = f.as_mut_ptr();
         p.xfree = x.as_mut_ptr();
         p.start = 1 << 16;
-        p.setup(crate::size_class::class_of(bsize), bsize, true);
+        p.setup(
+            f.as_mut_ptr(),
+            crate::size_class::class_of(bsize),
+            bsize,
+            true,
+        );
         p
     }
 
@@ -278,8 +325,57 @@ mod tests {
                 .sum();
             assert_eq!(total as usize, (65536 / bsize).min(4096));
             assert_eq!(total, p.cap);
-            assert!((0..WORDS).all(|w| p.xfree_word(w).load(Relaxed) == 0));
+            // The xfree row holds exactly the pad bits: index cap up to the
+            // end of its word (none when cap fills its last word).
+            let cap = p.cap as usize;
+            for w in 0..WORDS {
+                let want = if w == cap / 64 {
+                    !0u64 << (cap % 64)
+                } else {
+                    0
+                };
+                assert_eq!(
+                    p.xfree_word(w).load(Relaxed),
+                    want,
+                    "bsize {bsize} word {w}"
+                );
+            }
         }
+    }
+
+    #[test]
+    fn block_start_yields_at_most_cap_and_the_bit_test_rejects_cap() {
+        let mut rows: Vec<AtomicU64> = (0..2 * WORDS).map(|_| AtomicU64::new(0)).collect();
+        for c in 1..crate::size_class::NUM_CLASSES {
+            let bsize = crate::size_class::class_size(c);
+            let p = page_with_rows(&mut rows, bsize);
+            let cap = p.cap as usize;
+            // Every block handed out: only pad bits are left.
+            for w in 0..WORDS {
+                p.free_word(w).store(0, Relaxed);
+            }
+            for off in 0..crate::segment::PAGE_SIZE {
+                let got = p.block_start(off);
+                let want = (off % bsize == 0).then_some(off / bsize);
+                assert_eq!(got, want, "bsize {bsize} off {off}");
+                if let Some(i) = got {
+                    assert!(i <= cap, "bsize {bsize} off {off}");
+                    // The free path's bit test: it sees the tail as free.
+                    let seen = (p.free_word(i / 64).load(Relaxed)
+                        | p.xfree_word(i / 64).load(Relaxed))
+                        & (1 << (i % 64))
+                        != 0;
+                    assert_eq!(seen, i == cap, "bsize {bsize} i {i}");
+                }
+            }
+        }
+        // A page not in use: its free pointer is a word of ones.
+        let ones = AtomicU64::new(!0);
+        let mut p = page_with_rows(&mut rows, 48);
+        p.clear(ones.as_ptr().cast());
+        assert_eq!(p.block_start(0), Some(0));
+        assert_eq!(p.block_start(48), Some(0));
+        assert_eq!(p.free_word(0).load(Relaxed) & 1, 1);
     }
 
     #[test]
@@ -320,5 +416,27 @@ mod tests {
         assert_eq!(p.free_word(0).load(Relaxed), 0b1010);
         p.xfree_word(0).store(0b1000, Relaxed);
         assert_eq!(p.collect(), Err(3));
+    }
+
+    #[test]
+    fn collect_leaves_pad_bits() {
+        let mut rows: Vec<AtomicU64> = (0..2 * WORDS).map(|_| AtomicU64::new(0)).collect();
+        let mut p = page_with_rows(&mut rows, 48);
+        let cap = p.cap as usize;
+        assert_eq!(cap, 1365);
+        for w in 0..WORDS {
+            p.free_word(w).store(0, Relaxed);
+        }
+        p.used = cap as u16;
+        let (w, pad) = (cap / 64, !0u64 << (cap % 64));
+        // Another thread freed the first block of the pad word's.
+        p.xfree_word(w).fetch_or(1, Relaxed);
+        assert_eq!(p.collect(), Ok(1));
+        assert_eq!(p.used as usize, cap - 1);
+        assert_eq!(p.free_word(w).load(Relaxed), 1);
+        assert_eq!(p.xfree_word(w).load(Relaxed), pad);
+        // Nothing pending: nothing collected, the pad stays.
+        assert_eq!(p.collect(), Ok(0));
+        assert_eq!(p.xfree_word(w).load(Relaxed), pad);
     }
 }

@@ -12,9 +12,10 @@
 //!
 //! Each entry point tests `secure::check()` once (one load of a global
 //! byte and a predictable branch; a constant with the `secure` feature)
-//! and hands secure mode's calls to `secure.rs`; `free` tests it only off
-//! its fast path (secure mode's small segments are marked apart in the
-//! chunk map).
+//! and hands secure mode's calls to `secure.rs`. `malloc` and `free` test
+//! it only off their fast paths: in secure mode no heap offers a page to
+//! `malloc`'s fast path (`Heap::fast`), and secure mode's small segments
+//! are marked apart in the chunk map for `free`.
 
 use crate::error::Op;
 use crate::segmap::{self, Kind};
@@ -30,10 +31,9 @@ pub const MIN_ALIGN: usize = 16;
 /// Always safe to call; `unsafe` because it hands out raw memory.
 #[inline]
 pub unsafe fn malloc(size: usize) -> *mut u8 {
-    if secure::check() {
-        // SAFETY: forwarded.
-        return unsafe { secure_malloc(size) };
-    }
+    // No test of the mode for small and medium sizes: in secure mode (or
+    // before the mode is known) the fast path always falls through to the
+    // slow path, which hands the call to secure mode (`Heap::fast`).
     if size <= size_class::SMALL_MAX {
         // Tested first: the commonest sizes take one compare to their class.
         // SAFETY: class_of is given a size it covers.
@@ -41,6 +41,9 @@ pub unsafe fn malloc(size: usize) -> *mut u8 {
     } else if size <= MEDIUM_MAX {
         // SAFETY: class_of is given a size it covers.
         unsafe { heap::alloc_class(size_class::class_of(size), size) }
+    } else if secure::check() {
+        // SAFETY: forwarded.
+        unsafe { secure_malloc(size) }
     } else {
         // SAFETY: sizes above MEDIUM_MAX go to the large or huge path.
         unsafe { alloc_big(size, MIN_ALIGN, false) }
@@ -51,7 +54,7 @@ pub unsafe fn malloc(size: usize) -> *mut u8 {
 /// out of line so that `malloc` reaches it by a tail call).
 #[cold]
 #[inline(never)]
-unsafe fn secure_malloc(size: usize) -> *mut u8 {
+pub(crate) unsafe fn secure_malloc(size: usize) -> *mut u8 {
     // SAFETY: forwarded.
     let p = unsafe { secure::malloc(size) };
     if p.is_null() {
@@ -149,7 +152,7 @@ pub unsafe fn calloc(n: usize, size: usize) -> *mut u8 {
 ///
 /// # Safety
 /// `p` must not be used after this call.
-#[inline]
+#[inline(always)]
 pub unsafe fn free(p: *mut u8) {
     if segmap::is_small(p as usize) {
         // SAFETY: the chunk map says p lies in a default-mode small segment.

@@ -401,15 +401,16 @@ unsafe fn take(cls: usize, n: usize) -> *mut u8 {
                     pg.free_word(w)
                         .store(bits & !(1u64 << bit), Ordering::Relaxed);
                     pg.used += 1;
-                    heap::bump(&(*h).counts[cls].allocs);
+                    heap::bump(&(*h).allocs[cls]);
                     heap::add(&(*h).requested, n as u64);
                     return (pg.start + (w * 64 + bit as usize) * pg.bsize) as *mut u8;
                 }
             }
         }
     }
-    // SAFETY: cls is a real class.
-    unsafe { heap::alloc_class(cls, n) }
+    // SAFETY: cls is a real class. (`alloc_class` would come back to
+    // secure mode: its fast path never serves it.)
+    unsafe { heap::alloc_refill(cls, n) }
 }
 
 /// The index of the `k`-th (from 0) set bit of `bits` (`k < popcount`).

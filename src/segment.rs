@@ -46,9 +46,13 @@ pub const USABLE_PAGES: u64 = !((1u64 << META_PAGES) - 1);
 #[repr(C, align(64))]
 pub struct Padded(pub AtomicU64);
 
-/// The segment header, at the segment's first byte.
+/// The segment header, at the segment's first byte. The page descriptors
+/// come first, so that a descriptor's address is the segment's plus a
+/// multiple of its size (one `lea` on the free path).
 #[repr(C)]
 pub struct Segment {
+    /// Page descriptors.
+    pub pages: [Page; PAGES],
     /// The owning heap, or null while abandoned.
     pub owner: AtomicPtr<Heap>,
     /// The owning thread's tag (`thread::tid`), `NO_OWNER` while abandoned:
@@ -70,6 +74,11 @@ pub struct Segment {
     pub abandoned: bool,
     /// In the owner's list of segments with free pages (else the full list).
     pub in_avail: bool,
+    /// All bits set, never written after set-up: the `free` row of every
+    /// page not in use points here, so that a free into such a page fails
+    /// the bit test (its word `XFREE_DELTA` bytes further, which the owner's
+    /// free path also reads, lies in the metadata too).
+    pub ones: AtomicU64,
     /// List links (heap lists, or the arena's abandoned list).
     pub next: *mut Segment,
     /// List links.
@@ -80,8 +89,6 @@ pub struct Segment {
     /// segment is not released while one is, since the freer still reads
     /// and writes the header after its block became free.
     pub xinflight: AtomicU64,
-    /// Page descriptors.
-    pub pages: [Page; PAGES],
     /// Owner rows: bit set = block free.
     pub free_rows: [[AtomicU64; WORDS]; PAGES],
     /// Cross-thread rows: bit set = freed by another thread.
@@ -153,13 +160,15 @@ pub unsafe fn init(
         s.prev = core::ptr::null_mut();
         s.xpending.0.store(0, Ordering::Relaxed);
         s.xinflight.store(0, Ordering::Relaxed);
+        s.ones.store(!0, Ordering::Relaxed);
+        let ones = s.ones.as_ptr().cast::<AtomicU64>();
         for i in 0..PAGES {
             let free = s.free_rows[i].as_mut_ptr();
             let xfree = s.xfree_rows[i].as_mut_ptr();
             let pg = &mut s.pages[i];
             *pg = Page::empty(free);
             pg.start = base as usize + i * PAGE_SIZE;
-            pg.free = free;
+            pg.free = ones;
             pg.xfree = xfree;
         }
     }
@@ -191,8 +200,9 @@ pub unsafe fn take_page(seg: *mut Segment, class: usize) -> *mut Page {
     }
     s.dirty_pages |= bit;
     s.used_pages += 1;
+    let row = s.free_rows[i].as_mut_ptr();
     let pg = &mut s.pages[i];
-    pg.setup(class, crate::size_class::class_size(class), zero);
+    pg.setup(row, class, crate::size_class::class_size(class), zero);
     pg
 }
 
@@ -206,7 +216,7 @@ pub unsafe fn retire_page(seg: *mut Segment, page: *mut Page, now: u64, delay_ms
     // SAFETY: as the caller guarantees.
     let (s, pg) = unsafe { (&mut *seg, &mut *page) };
     let i = (pg.start - seg as usize) >> PAGE_SHIFT;
-    pg.clear();
+    pg.clear(s.ones.as_ptr().cast());
     let bit = 1u64 << i;
     s.free_pages |= bit;
     s.used_pages -= 1;
@@ -268,16 +278,19 @@ pub unsafe fn purge_due(seg: *mut Segment, now: u64, force: bool) -> usize {
 
 /// Frees the small block `p`, validating it first.
 ///
-/// Owner path cost (x86-64, counted in the disassembly of `free` inlined
-/// into Rust's `__rust_dealloc`): 54 instructions with the `ret`, no atomic
-/// RMW, no stack frame: chunk-map range check and load (9), segment and
-/// page descriptor (8), block index by reciprocal multiply with the
-/// interior pointer check (11), bit mask (2), owner compare against the TLS
-/// slot (5), double-free test of both rows through one pointer (7), bit
-/// set, `zero`, `used` (4), the per-class free counter (4), the re-file
-/// test `used <= slow_at` (3). The reports are reached by tail jumps
-/// (`error::fail`), and secure mode needs no test here (its segments fail
-/// `segmap::is_small`).
+/// Owner path cost (x86-64, counted in the disassembly of the C `free` of
+/// `libtinymalloc.so`): 50 instructions with the `ret`, no atomic RMW, no
+/// stack frame: chunk-map range check and load (9), segment and page
+/// descriptor (6), block index by reciprocal multiply with the interior
+/// pointer check (7; no compare with `cap`: see `Page::block_start`), bit
+/// mask and word index (5), owner compare against the TLS slot (5),
+/// double-free test of both rows through one pointer (6), bit set, `zero`,
+/// `used` (4), the per-class free counter (3), the re-file test `used <=
+/// slow_at` (3), `ret`. The reports are reached by tail jumps (`error::fail`,
+/// `bad_block`), and secure mode needs no test here (its segments fail
+/// `segmap::is_small`). The cold paths (`free_remote`, `bad_block`, the
+/// heap's `page_freed`) find the segment and the block index again rather
+/// than take them as arguments, which would keep registers busy here.
 ///
 /// # Safety
 /// The chunk map says `p` lies in a small segment.
@@ -291,15 +304,20 @@ pub unsafe fn free(p: *mut u8, op: Op) {
     let page = unsafe { core::ptr::addr_of_mut!((*seg).pages[(a >> PAGE_SHIFT) & (PAGES - 1)]) };
     // SAFETY: page descriptors live as long as the segment.
     let pg = unsafe { &mut *page };
-    let Some(i) = pg.block_at(a & (PAGE_SIZE - 1)) else {
+    // No compare with `cap`: index `cap` (a page's tail, or offset 0 of a
+    // page not in use) has its bit set (see page.rs), so the bit test
+    // below turns it away, and `bad_block` names it.
+    let Some(i) = pg.block_start(a & (PAGE_SIZE - 1)) else {
         return crate::error::fail(op, Fault::Invalid, a);
     };
     let (w, m) = (i / 64, 1u64 << (i % 64));
     let me = crate::thread::tid();
     // SAFETY: the header is readable (chunk map).
     if unsafe { (*seg).owner_tid.load(Ordering::Relaxed) } == me {
-        // SAFETY: i < cap, so word w lies in the page's free row, and the
-        // same word of the xfree row is XFREE_DELTA bytes further.
+        // SAFETY: i <= cap <= 4096 with i < 4096, so word w lies in the
+        // page's free row (or is the segment's word of ones, w = 0, for a
+        // page not in use), and the word XFREE_DELTA bytes further (its
+        // xfree word) in the metadata too.
         let (word, xword) = unsafe {
             let f = pg.free.add(w);
             (&*f, &*f.byte_add(XFREE_DELTA))
@@ -308,7 +326,7 @@ pub unsafe fn free(p: *mut u8, op: Op) {
         // A block already freed by another thread (and not yet collected)
         // is in the xfree row: a second free must see it too.
         if (bits | xword.load(Ordering::Relaxed)) & m != 0 {
-            return crate::error::fail(op, Fault::DoubleFree, a);
+            return bad_block(pg, a, op);
         }
         word.store(bits | m, Ordering::Relaxed);
         pg.zero = false;
@@ -317,39 +335,66 @@ pub unsafe fn free(p: *mut u8, op: Op) {
         let h = crate::thread::heap_of(me);
         // SAFETY: h is the calling thread's heap; a page in use has a class
         // below NUM_CLASSES.
-        crate::heap::bump(unsafe { &(*h).counts.get_unchecked(pg.class as usize).frees });
+        crate::heap::bump(unsafe { (*h).frees.get_unchecked(pg.class as usize) });
         if pg.needs_refile() {
             // SAFETY: the calling thread owns the segment, so its heap is
             // the segment's owner.
-            unsafe { crate::heap::page_freed(h, seg, page) };
+            unsafe { crate::heap::page_freed(h, page) };
         }
     } else {
         // SAFETY: the segment is mapped; the remote path uses atomics only.
-        unsafe { free_remote(seg, pg, i, a, op) };
+        unsafe { free_remote(a, pg, w, m, op) };
     }
 }
 
-/// A free by a thread that does not own the segment: lock-free, one atomic
-/// OR on the xfree row and one on the segment's pending mask.
+/// Reports a free whose bit test failed: index `cap` is no block (the
+/// page's tail, or a page not in use), any other is a block already free.
+#[cold]
 #[inline(never)]
-unsafe fn free_remote(seg: *mut Segment, pg: &Page, i: usize, a: usize, op: Op) {
+fn bad_block(pg: &Page, a: usize, op: Op) {
+    // The index is found again (rather than passed) so that the fast path
+    // keeps no register for it.
+    let i = pg.block_start(a & (PAGE_SIZE - 1)).unwrap_or(usize::MAX);
+    let fault = if i >= pg.cap as usize {
+        Fault::Invalid
+    } else {
+        Fault::DoubleFree
+    };
+    fatal(op, fault, a)
+}
+
+/// A free by a thread that does not own the segment: lock-free. Its
+/// atomics: the in-flight count up and down, one `lock bts` on the xfree
+/// row, and one on the segment's pending mask unless the page's bit is
+/// already set there (a plain load first); no compare-and-swap loop.
+#[inline(never)]
+unsafe fn free_remote(a: usize, pg: &Page, w: usize, m: u64, op: Op) {
+    // The block's address comes first, and the segment is found from it:
+    // `free` then moves no register for the call.
+    let seg = segment_of(a);
     // SAFETY: the segment is mapped (chunk map), its header readable.
     let s = unsafe { &*seg };
-    let (w, m) = (i / 64, 1u64 << (i % 64));
     if pg.free_word(w).load(Ordering::Relaxed) & m != 0 {
-        fatal(op, Fault::DoubleFree, a);
+        return bad_block(pg, a, op);
     }
     crate::stats::note_free(pg.class as usize);
     // Announce the free before the block becomes free: from the xfree bit
     // on, the owner may collect it and find the segment empty, and it must
     // then leave the segment mapped until we are done with its header.
     s.xinflight.fetch_add(1, Ordering::SeqCst);
-    let old = pg.xfree_word(w).fetch_or(m, Ordering::SeqCst);
-    if old & m != 0 {
-        fatal(op, Fault::DoubleFree, a);
+    // One bit set and its old value tested: `lock bts` (the mask comes
+    // from a shift, so the compiler knows it is a single bit), not a loop.
+    let m = 1u64 << m.trailing_zeros();
+    if pg.xfree_word(w).fetch_or(m, Ordering::SeqCst) & m != 0 {
+        return bad_block(pg, a, op);
     }
+    // The page's pending bit: when it is already set, whoever set it
+    // notified the owner, and the owner's collection (which clears the mask
+    // before it reads the rows) is ordered after this load, so it will see
+    // our xfree bit. Otherwise set it, and notify if we were the ones.
     let pbit = 1u64 << ((a >> PAGE_SHIFT) & (PAGES - 1));
-    let pend = s.xpending.0.fetch_or(pbit, Ordering::SeqCst);
+    let first = s.xpending.0.load(Ordering::SeqCst) & pbit == 0
+        && s.xpending.0.fetch_or(pbit, Ordering::SeqCst) & pbit == 0;
     let owner = s.owner.load(Ordering::SeqCst);
     if owner.is_null() {
         // Abandoned: nobody will collect, so collect under the arena lock
@@ -357,7 +402,7 @@ unsafe fn free_remote(seg: *mut Segment, pg: &Page, i: usize, a: usize, op: Op) 
         // SAFETY: the segment is live; the arena serialises access.
         return unsafe { crate::arena::reclaim_frees(seg) };
     }
-    if pend == 0 {
+    if first {
         // SAFETY: heaps are never unmapped (pooled), so `owner` is readable
         // even if its thread just exited; a stale bump only causes a scan.
         unsafe { (*owner).notify() };

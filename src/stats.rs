@@ -109,9 +109,9 @@ pub fn stats() -> Stats {
     crate::thread::for_each_heap(|h| {
         cross_thread_frees += h.xfrees.load(Relaxed);
         requested += h.requested.load(Relaxed);
-        for (cs, n) in classes.iter_mut().zip(h.counts.iter()) {
-            cs.allocs += n.allocs.load(Relaxed);
-            cs.frees += n.frees.load(Relaxed);
+        for (c, cs) in classes.iter_mut().enumerate() {
+            cs.allocs += h.allocs[c].load(Relaxed);
+            cs.frees += h.frees[c].load(Relaxed);
         }
     });
     let mut small_in_use = 0;
@@ -243,7 +243,7 @@ pub(crate) fn note_free(cls: usize) {
             ORPHAN_FREES.get_unchecked(cls).fetch_add(1, Relaxed);
             ORPHAN_XFREES.fetch_add(1, Relaxed);
         } else {
-            crate::heap::bump(&(*h).counts.get_unchecked(cls).frees);
+            crate::heap::bump((*h).frees.get_unchecked(cls));
             crate::heap::bump(&(*h).xfrees);
         }
     }

@@ -242,6 +242,81 @@ fn free_of_interior_pointer_small() {
     );
 }
 
+/// The address just past the last whole block of a 48-byte page (65536 is
+/// not a multiple of 48, so a 16-byte tail is left over): a block start as
+/// far as the arithmetic goes, but no block.
+fn small_page_tail() -> usize {
+    // SAFETY: a plain allocation, kept (the page stays in use).
+    let p = unsafe { raw::malloc(48) } as usize;
+    (p & !(64 * KIB - 1)) + (64 * KIB / 48) * 48
+}
+
+#[test]
+fn free_of_small_page_tail() {
+    expect_abort(
+        "free_of_small_page_tail",
+        // SAFETY: deliberate misuse.
+        || unsafe { raw::free(small_page_tail() as *mut u8) },
+        INVALID,
+        &["free()"],
+    );
+}
+
+#[test]
+fn free_of_small_page_tail_from_another_thread() {
+    expect_abort(
+        "free_of_small_page_tail_from_another_thread",
+        || {
+            let t = small_page_tail();
+            // SAFETY: deliberate misuse.
+            std::thread::spawn(move || unsafe { raw::free(t as *mut u8) })
+                .join()
+                .unwrap();
+        },
+        INVALID,
+        &["free()"],
+    );
+}
+
+/// The start of the second metadata page of a small segment: a page that
+/// never holds blocks (its descriptor has none).
+fn metadata_page_start() -> usize {
+    // SAFETY: a plain allocation, kept (its segment stays mapped).
+    let p = unsafe { raw::malloc(48) } as usize;
+    (p & !(4 * MIB - 1)) + 64 * KIB
+}
+
+#[test]
+fn free_of_segment_metadata() {
+    expect_abort(
+        "free_of_segment_metadata",
+        // SAFETY: deliberate misuse.
+        || unsafe {
+            let m = metadata_page_start();
+            raw::free(m as *mut u8);
+            raw::free((m - 64 * KIB) as *mut u8);
+        },
+        INVALID,
+        &["free()"],
+    );
+}
+
+#[test]
+fn free_of_segment_metadata_from_another_thread() {
+    expect_abort(
+        "free_of_segment_metadata_from_another_thread",
+        || {
+            let m = metadata_page_start();
+            // SAFETY: deliberate misuse.
+            std::thread::spawn(move || unsafe { raw::free(m as *mut u8) })
+                .join()
+                .unwrap();
+        },
+        INVALID,
+        &["free()"],
+    );
+}
+
 #[test]
 fn free_of_interior_pointer_large() {
     expect_abort(

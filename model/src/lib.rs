@@ -259,9 +259,16 @@ impl World {
         let old = self.sc(AcqRel, |o| s.xfree.fetch_or(m, o));
         self.touch();
         assert_eq!(old & m, 0, "double free of block {b}");
-        // xpending.fetch_or(pbit, SeqCst).
-        let pend = self.sc(AcqRel, |o| s.xpending.fetch_or(1, o));
+        // `xpending.load(SeqCst) & pbit == 0 && xpending.fetch_or(pbit,
+        // SeqCst) & pbit == 0`: the page's pending bit, set only when it is
+        // clear; `first` when this freer set it (and so notifies).
+        let seen = self.sc(Acquire, |o| s.xpending.load(o));
         self.touch();
+        let first = seen & 1 == 0 && {
+            let pend = self.sc(AcqRel, |o| s.xpending.fetch_or(1, o));
+            self.touch();
+            pend & 1 == 0
+        };
         // owner.load(SeqCst).
         let owner = early_owner.unwrap_or_else(|| {
             let owner = self.sc(Acquire, |o| s.owner.load(o));
@@ -278,7 +285,7 @@ impl World {
                 }
                 return;
             }
-            if pend == 0 {
+            if first {
                 self.heap(owner).xgen.fetch_add(1, Release);
             }
             return;
@@ -288,7 +295,7 @@ impl World {
             self.reclaim_frees();
             return;
         }
-        if pend == 0 {
+        if first {
             // (*owner).notify(): xgen.fetch_add(1, Release). Heaps are
             // never unmapped, so a stale owner is harmless.
             self.heap(owner).xgen.fetch_add(1, Release);
@@ -345,8 +352,10 @@ impl World {
             if !st.page_in_use {
                 return 0; // `if pg.bsize == 0 { continue }`
             }
-            // Page::collect: `if x.load(Relaxed) == 0 { continue }`, then
-            // `x.swap(0, Acquire)`; a bit in both rows is a double free.
+            // Page::collect: `if x.load(Relaxed) & valid == 0 { continue }`,
+            // then `x.fetch_and(!valid, Acquire) & valid`; a bit in both rows
+            // is a double free. (The model's page has no pad bits: `valid`
+            // is every bit, and that is `swap(0)`.)
             if s.xfree.load(Relaxed) == 0 {
                 return 0;
             }
