@@ -333,7 +333,7 @@ unsafe fn tidy_abandoned(seg: *mut Segment) -> bool {
         let s = &mut *seg;
         for i in segment::META_PAGES..segment::PAGES {
             let pg = &mut s.pages[i] as *mut crate::page::Page;
-            if (*pg).bsize != 0 && (*pg).used == 0 {
+            if (*pg).bsize != 0 && (*pg).used() == 0 {
                 segment::retire_page(seg, pg, now, delay);
             }
         }

@@ -256,7 +256,7 @@ pub unsafe fn alloc_in(h: *mut Heap, cls: usize, size: usize) -> *mut u8 {
             return alloc_slow(h, cls, size);
         }
         word.store(bits & (bits - 1), Ordering::Relaxed);
-        (*page).used += 1;
+        (*page).took();
         bump(&(*h).allocs[cls]);
         add(&(*h).requested, size as u64);
         let p = ((*page).word_base + bits.trailing_zeros() as usize * (*page).bsize) as *mut u8;
@@ -299,7 +299,7 @@ unsafe fn take_block(page: *mut Page) -> *mut u8 {
         let bits = word.load(Ordering::Relaxed);
         debug_assert!(bits != 0);
         word.store(bits & (bits - 1), Ordering::Relaxed);
-        (*page).used += 1;
+        (*page).took();
         ((*page).word_base + bits.trailing_zeros() as usize * (*page).bsize) as *mut u8
     }
 }
@@ -501,7 +501,7 @@ unsafe fn page_state(hp: &mut Heap, seg: *mut Segment, page: *mut Page) -> bool 
                 set_current(hp, cls, page);
             }
         }
-        if pg.used == 0 && !pg.current {
+        if pg.used() == 0 && !pg.current {
             hp.lists[cls].unlink(page);
             let delay = options::purge_delay_ms();
             let now = if delay > 0 { os::now_ms() } else { 0 };
@@ -587,7 +587,7 @@ unsafe fn adopt(hp: &mut Heap, seg: *mut Segment) {
                 continue;
             }
             pg.set_current(false);
-            if pg.used == 0 {
+            if pg.used() == 0 {
                 segment::retire_page(seg, page, now, delay);
             } else if pg.advance() {
                 pg.set_full(false);
@@ -680,7 +680,7 @@ pub unsafe fn trim(h: *mut Heap) -> bool {
         collect_notified(hp);
         for cls in 1..NUM_CLASSES {
             let page = hp.pages[cls];
-            if page != empty_page() && (*page).used == 0 {
+            if page != empty_page() && (*page).used() == 0 {
                 (*page).set_current(false);
                 set_current(hp, cls, (*page).next);
                 let seg = segment::segment_of((*page).start);

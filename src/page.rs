@@ -11,15 +11,17 @@
 //! Invariants (for a page in use, `bsize != 0`):
 //! - a block is free iff its `free` bit is set or its `xfree` bit is set;
 //!   no block has both bits set;
-//! - `used` = cap - (set `free` bits): it counts blocks not known free by
-//!   the owner (cross-thread frees count once collected);
+//! - `used()` = cap - (set `free` bits): it counts blocks not known free
+//!   by the owner (cross-thread frees count once collected); it is kept as
+//!   `left = used - slow_at - 1`, so that a free decrements `left` and
+//!   re-files the page when it goes negative (`dec` and a sign test);
 //! - `cur` points into the `free` row; `word_base` is the address of block
 //!   `64 * (cur - free)`;
 //! - `full` pages are in no heap list; other pages in use are in their
 //!   heap's list for `class` (or, in an abandoned segment, in no list);
 //! - `slow_at` is `i16::MAX` for a full page, -1 for a current page, else
-//!   0 (kept by `set_full`/`set_current`): a free whose `used` falls to
-//!   `slow_at` or below must re-file the page, and that is one compare;
+//!   0 (kept by `set_full`/`set_current`, which keep `used()`): a free
+//!   whose `used()` falls to `slow_at` or below must re-file the page;
 //! - `zero`: no block was freed since the page was set up on zeroed memory,
 //!   so every block handed out is still all zero;
 //! - bits at or beyond `cap` are always clear in the `free` row; in the
@@ -58,9 +60,12 @@ pub struct Page {
     pub word_base: usize,
     /// Block size in bytes; 0 when the page is not in use.
     pub bsize: usize,
-    /// Blocks handed out and not known to be free (at most 4096).
-    pub used: u16,
-    /// The free path re-files the page when `used` drops to this or below.
+    /// `used() - slow_at - 1` (see the invariants): the blocks handed out
+    /// and not known to be free (at most 4096), offset so that the free
+    /// path's re-file test is the sign of its decrement.
+    pub left: i16,
+    /// The free path re-files the page when `used()` drops to this or
+    /// below.
     pub slow_at: i16,
     /// Number of blocks in the page.
     pub cap: u32,
@@ -97,7 +102,7 @@ impl Page {
             cur: zero_word,
             word_base: 0,
             bsize: 0,
-            used: 0,
+            left: -1,
             slow_at: 0,
             cap: 0,
             recip: 0,
@@ -142,7 +147,7 @@ impl Page {
         self.cap = cap as u32;
         self.recip = crate::size_class::recip(bsize);
         self.class = class as u8;
-        self.used = 0;
+        self.set_used(0);
         self.set_full(false);
         self.set_current(false);
         self.zero = zero;
@@ -167,7 +172,19 @@ impl Page {
         self.class = 0;
         self.set_full(false);
         self.set_current(false);
-        self.used = 0;
+        self.set_used(0);
+    }
+
+    /// Blocks handed out and not known to be free.
+    #[inline]
+    pub fn used(&self) -> u16 {
+        (self.left as i32 + self.slow_at as i32 + 1) as u16
+    }
+
+    /// Sets the count of blocks handed out (at most 4096).
+    #[inline]
+    pub fn set_used(&mut self, used: u16) {
+        self.left = (used as i32 - self.slow_at as i32 - 1) as i16;
     }
 
     /// Sets `full`, keeping `slow_at`.
@@ -185,6 +202,7 @@ impl Page {
     }
 
     fn update_slow_at(&mut self) {
+        let used = self.used();
         self.slow_at = if self.full {
             i16::MAX
         } else if self.current {
@@ -192,13 +210,22 @@ impl Page {
         } else {
             0
         };
+        self.set_used(used);
     }
 
-    /// True when a free that left `used` blocks must re-file the page
-    /// (it was full, or it is empty and not current): one compare.
+    /// A block came back to the owner: counts it, and returns true when
+    /// the page must be re-filed (it was full, or it is now empty and not
+    /// current): a decrement and its sign.
     #[inline(always)]
-    pub fn needs_refile(&self) -> bool {
-        (self.used as i16) <= self.slow_at
+    pub fn put_back(&mut self) -> bool {
+        self.left -= 1;
+        self.left < 0
+    }
+
+    /// A block was handed out.
+    #[inline(always)]
+    pub fn took(&mut self) {
+        self.left += 1;
     }
 
     /// Moves `cur` to the next word with a free bit, searching forward from
@@ -248,7 +275,7 @@ impl Page {
             n += bits.count_ones();
         }
         if n > 0 {
-            self.used -= n as u16;
+            self.left -= n as i16;
             self.zero = false;
         }
         Ok(n)
@@ -409,10 +436,10 @@ mod tests {
         let mut p = page_with_rows(&mut rows, 1024);
         // Hand out all 64 blocks.
         p.free_word(0).store(0, Relaxed);
-        p.used = 64;
+        p.set_used(64);
         p.xfree_word(0).store(0b1010, Relaxed);
         assert_eq!(p.collect(), Ok(2));
-        assert_eq!(p.used, 62);
+        assert_eq!(p.used(), 62);
         assert_eq!(p.free_word(0).load(Relaxed), 0b1010);
         p.xfree_word(0).store(0b1000, Relaxed);
         assert_eq!(p.collect(), Err(3));
@@ -427,12 +454,12 @@ mod tests {
         for w in 0..WORDS {
             p.free_word(w).store(0, Relaxed);
         }
-        p.used = cap as u16;
+        p.set_used(cap as u16);
         let (w, pad) = (cap / 64, !0u64 << (cap % 64));
         // Another thread freed the first block of the pad word's.
         p.xfree_word(w).fetch_or(1, Relaxed);
         assert_eq!(p.collect(), Ok(1));
-        assert_eq!(p.used as usize, cap - 1);
+        assert_eq!(p.used() as usize, cap - 1);
         assert_eq!(p.free_word(w).load(Relaxed), 1);
         assert_eq!(p.xfree_word(w).load(Relaxed), pad);
         // Nothing pending: nothing collected, the pad stays.

@@ -279,14 +279,14 @@ pub unsafe fn purge_due(seg: *mut Segment, now: u64, force: bool) -> usize {
 /// Frees the small block `p`, validating it first.
 ///
 /// Owner path cost (x86-64, counted in the disassembly of the C `free` of
-/// `libtinymalloc.so`): 50 instructions with the `ret`, no atomic RMW, no
+/// `libtinymalloc.so`): 48 instructions with the `ret`, no atomic RMW, no
 /// stack frame: chunk-map range check and load (9), segment and page
 /// descriptor (6), block index by reciprocal multiply with the interior
 /// pointer check (7; no compare with `cap`: see `Page::block_start`), bit
 /// mask and word index (5), owner compare against the TLS slot (5),
-/// double-free test of both rows through one pointer (6), bit set, `zero`,
-/// `used` (4), the per-class free counter (3), the re-file test `used <=
-/// slow_at` (3), `ret`. The reports are reached by tail jumps (`error::fail`,
+/// double-free test of both rows through one pointer (6), bit set and
+/// `zero` (3), the per-class free counter (3), `used` and the re-file test
+/// in one decrement and its sign (2, `Page::put_back`), `ret`. The reports are reached by tail jumps (`error::fail`,
 /// `bad_block`), and secure mode needs no test here (its segments fail
 /// `segmap::is_small`). The cold paths (`free_remote`, `bad_block`, the
 /// heap's `page_freed`) find the segment and the block index again rather
@@ -330,13 +330,12 @@ pub unsafe fn free(p: *mut u8, op: Op) {
         }
         word.store(bits | m, Ordering::Relaxed);
         pg.zero = false;
-        pg.used -= 1;
         // The caller owns the segment, so `me` names its heap.
         let h = crate::thread::heap_of(me);
         // SAFETY: h is the calling thread's heap; a page in use has a class
         // below NUM_CLASSES.
         crate::heap::bump(unsafe { (*h).frees.get_unchecked(pg.class as usize) });
-        if pg.needs_refile() {
+        if pg.put_back() {
             // SAFETY: the calling thread owns the segment, so its heap is
             // the segment's owner.
             unsafe { crate::heap::page_freed(h, page) };
