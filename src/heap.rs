@@ -170,14 +170,19 @@ pub struct Heap {
     xgen: Padded,
 }
 
-struct Sentinel<T>(core::cell::UnsafeCell<T>);
+/// A static the allocator's paths read but never write (the address of
+/// its value is the address of the static: `repr(transparent)`).
+#[repr(transparent)]
+pub(crate) struct Sentinel<T>(core::cell::UnsafeCell<T>);
 // SAFETY: the sentinels are never written (every path that would write
 // checks for them first).
 unsafe impl<T> Sync for Sentinel<T> {}
 
 static ZERO_WORD: AtomicU64 = AtomicU64::new(0);
 static EMPTY_PAGE: Sentinel<Page> = Sentinel(core::cell::UnsafeCell::new(Page::empty(&ZERO_WORD)));
-static EMPTY_HEAP: Sentinel<Heap> = Sentinel(core::cell::UnsafeCell::new(Heap::new()));
+/// The sentinel heap; its address is every thread's TLS slot until the
+/// thread's first allocation (`thread.rs` names it in the TLS image).
+pub(crate) static EMPTY_HEAP: Sentinel<Heap> = Sentinel(core::cell::UnsafeCell::new(Heap::new()));
 
 /// The sentinel page: no free block, so the fast path always falls through.
 #[inline(always)]

@@ -16,9 +16,10 @@ use core::cell::UnsafeCell;
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 
-/// The TLS slot holds `heap - empty_heap()`, so that its zero initial value
-/// means "the sentinel heap" and no thread needs set-up before its first
-/// allocation.
+/// The TLS slot holds the thread's heap pointer; its initial value (in
+/// the TLS image, relocated at load) is the sentinel heap's address, so no
+/// thread needs set-up before its first allocation and reaching the heap
+/// is one load.
 ///
 /// On x86-64 Linux the slot is an initial-exec TLS variable defined here in
 /// assembly: reaching it is one `fs:`-relative load, with no
@@ -28,15 +29,16 @@ use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod slot {
     core::arch::global_asm!(
-        ".pushsection .tbss,\"awT\",@nobits",
+        ".pushsection .tdata,\"awT\",@progbits",
         ".p2align 3",
         ".globl tinymalloc_tls_heap",
         ".hidden tinymalloc_tls_heap",
         ".type tinymalloc_tls_heap, @object",
         ".size tinymalloc_tls_heap, 8",
         "tinymalloc_tls_heap:",
-        ".zero 8",
+        ".quad {sentinel}",
         ".popsection",
+        sentinel = sym crate::heap::EMPTY_HEAP,
     );
 
     /// Reads the calling thread's slot.
@@ -77,7 +79,7 @@ mod slot {
     use core::cell::Cell;
 
     thread_local! {
-        static SLOT: Cell<usize> = const { Cell::new(0) };
+        static SLOT: Cell<usize> = const { Cell::new(crate::heap::empty_heap() as usize) };
     }
 
     /// Reads the calling thread's slot.
@@ -93,10 +95,11 @@ mod slot {
     }
 }
 
-/// The calling thread's owner tag: its raw TLS slot (`heap - empty_heap`),
+/// The calling thread's owner tag: its raw TLS slot (its heap's address),
 /// one load. Unique per heap, and heaps are pooled, never reused while a
 /// dead thread (say, one that vanished in a fork child) still owns
-/// segments; 0 for a thread without a heap, which owns nothing.
+/// segments; the sentinel heap's address for a thread without a heap,
+/// which owns nothing.
 #[inline(always)]
 pub fn tid() -> usize {
     slot::get()
@@ -106,21 +109,21 @@ pub fn tid() -> usize {
 pub const NO_OWNER: usize = usize::MAX;
 
 /// The calling thread's heap, or the sentinel heap before its first
-/// allocation (one TLS load and one add).
+/// allocation (one TLS load).
 #[inline(always)]
 pub fn heap() -> *mut Heap {
-    (empty_heap() as usize).wrapping_add(slot::get()) as *mut Heap
+    slot::get() as *mut Heap
 }
 
-/// The heap whose owner tag (see [`tid`]) is `tid`: one add, no TLS load.
+/// The heap whose owner tag (see [`tid`]) is `tid`: no instruction.
 #[inline(always)]
 pub fn heap_of(tid: usize) -> *mut Heap {
-    (empty_heap() as usize).wrapping_add(tid) as *mut Heap
+    tid as *mut Heap
 }
 
 /// Installs `h` as the calling thread's heap.
 fn set_heap(h: *mut Heap) {
-    slot::set((h as usize).wrapping_sub(empty_heap() as usize));
+    slot::set(h as usize);
 }
 
 struct Global<T>(UnsafeCell<T>);
