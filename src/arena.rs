@@ -279,11 +279,17 @@ pub unsafe fn release_segment(seg: *mut Segment) {
 /// Purges cached segments, abandoned segments' free pages and large
 /// segments' free pages that are due (or all of them, `force`). Lock held.
 pub fn purge_due_locked(inner: &mut Inner, force: bool) -> bool {
+    purge_due_locked_at(inner, force, None)
+}
+
+/// [`purge_due_locked`] with the time (`os::now_ms`) when the caller has
+/// just read it. Lock held.
+pub fn purge_due_locked_at(inner: &mut Inner, force: bool, now: Option<u64>) -> bool {
     crate::huge::purge_if_due();
     if !force && inner.purge_at == 0 {
         return false;
     }
-    let now = os::now_ms();
+    let now = now.unwrap_or_else(os::now_ms);
     if !force && now < inner.purge_at {
         return false;
     }

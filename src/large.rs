@@ -168,9 +168,11 @@ fn take_segment_memory(inner: &mut Inner) -> (*mut u8, bool) {
 /// Marks pages `[i, i+n)` as a block; returns its address and whether its
 /// memory is known to be zero. Lock held.
 fn take(s: &mut LargeSeg, i: usize, n: usize) -> (*mut u8, bool) {
-    bitmap::set_range(&mut s.used, i, n, true);
-    bitmap::set_range(&mut s.starts, i, 1, true);
-    s.npurge -= bitmap::set_range(&mut s.purge, i, n, false);
+    bitmap::fill_range(&mut s.used, i, n, true);
+    bitmap::fill_range(&mut s.starts, i, 1, true);
+    if s.npurge != 0 {
+        s.npurge -= bitmap::set_range(&mut s.purge, i, n, false);
+    }
     let fresh = bitmap::set_range(&mut s.dirty, i, n, true);
     stats::note_commit((fresh * os::PAGE) as isize);
     let clean = fresh == n;
@@ -221,27 +223,30 @@ pub unsafe fn free(p: *mut u8, op: Op) {
             fatal(op, fault_at(s, i), p as usize);
         }
         let n = s.len[i] as usize;
-        bitmap::set_range(&mut s.used, i, n, false);
-        bitmap::set_range(&mut s.starts, i, 1, false);
+        bitmap::fill_range(&mut s.used, i, n, false);
+        bitmap::fill_range(&mut s.starts, i, 1, false);
         s.free_count += n;
         inner.remember_freed(p as usize);
         inner.large_bytes -= n * os::PAGE;
         inner.large_count -= 1;
         stats::note_large(false);
+        let mut now = None;
         if s.free_count == NPAGES - 1 {
             let committed = bitmap::set_range(&mut s.dirty, 0, NPAGES, false) * os::PAGE;
             // SAFETY: the segment is empty; unlink and release it.
             unsafe { unlink(inner, seg) };
             arena::release_locked(inner, seg as *mut u8, committed);
         } else {
-            schedule_purge(inner, s, i, n);
+            now = schedule_purge(inner, s, i, n);
         }
-        arena::purge_due_locked(inner, false);
+        arena::purge_due_locked_at(inner, false, now);
     });
 }
 
-/// Purges freed pages now or marks them for the delayed purge. Lock held.
-fn schedule_purge(inner: &mut Inner, s: &mut LargeSeg, i: usize, n: usize) {
+/// Purges freed pages now or marks them for the delayed purge; returns the
+/// time if it read it (for the caller's purge check). Lock held.
+fn schedule_purge(inner: &mut Inner, s: &mut LargeSeg, i: usize, n: usize) -> Option<u64> {
+    let mut now = None;
     let delay = options::purge_delay_ms();
     if delay == 0 {
         // SAFETY: the pages are free.
@@ -259,7 +264,9 @@ fn schedule_purge(inner: &mut Inner, s: &mut LargeSeg, i: usize, n: usize) {
         // must not put the purge off forever.
         if s.npurge == 0 {
             s.purge_at = if delay > 0 {
-                os::now_ms() + delay as u64
+                let t = os::now_ms();
+                now = Some(t);
+                t + delay as u64
             } else {
                 crate::segment::NEVER
             };
@@ -269,6 +276,7 @@ fn schedule_purge(inner: &mut Inner, s: &mut LargeSeg, i: usize, n: usize) {
             inner.purge_at = s.purge_at;
         }
     }
+    now
 }
 
 /// Unlinks a large segment from its arena. Lock held.
@@ -366,7 +374,7 @@ pub unsafe fn resize_in_place(p: *mut u8, size: usize) -> bool {
             return true;
         }
         if want < n {
-            bitmap::set_range(&mut s.used, i + want, n - want, false);
+            bitmap::fill_range(&mut s.used, i + want, n - want, false);
             s.free_count += n - want;
             s.len[i] = want as u16;
             schedule_purge(inner, s, i + want, n - want);
@@ -376,8 +384,10 @@ pub unsafe fn resize_in_place(p: *mut u8, size: usize) -> bool {
         if i + want > NPAGES || !bitmap::range_clear(&s.used, i + n, want - n) {
             return false;
         }
-        bitmap::set_range(&mut s.used, i + n, want - n, true);
-        s.npurge -= bitmap::set_range(&mut s.purge, i + n, want - n, false);
+        bitmap::fill_range(&mut s.used, i + n, want - n, true);
+        if s.npurge != 0 {
+            s.npurge -= bitmap::set_range(&mut s.purge, i + n, want - n, false);
+        }
         let fresh = bitmap::set_range(&mut s.dirty, i + n, want - n, true);
         stats::note_commit((fresh * os::PAGE) as isize);
         s.free_count -= want - n;

@@ -281,11 +281,11 @@ pub unsafe fn purge_due(seg: *mut Segment, now: u64, force: bool) -> usize {
 /// Owner path cost (x86-64, counted in the disassembly of the C `free` of
 /// `libtinymalloc.so`): 48 instructions with the `ret`, no atomic RMW, no
 /// stack frame: chunk-map range check and load (9), segment and page
-/// descriptor (6), block index by reciprocal multiply with the interior
+/// descriptor (7), block index by reciprocal multiply with the interior
 /// pointer check (7; no compare with `cap`: see `Page::block_start`), bit
 /// mask and word index (5), owner compare against the TLS slot (5),
 /// double-free test of both rows through one pointer (6), bit set and
-/// `zero` (3), the per-class free counter (3), `used` and the re-file test
+/// `zero` (3), the per-class free counter (2), `used` and the re-file test
 /// in one decrement and its sign (2, `Page::put_back`), `ret`. The reports are reached by tail jumps (`error::fail`,
 /// `bad_block`), and secure mode needs no test here (its segments fail
 /// `segmap::is_small`). The cold paths (`free_remote`, `bad_block`, the
