@@ -234,11 +234,10 @@ impl Heap {
 /// including the size test and class (5, with a register copy) and the
 /// return; no lock, no atomic read-modify-write, no test of the mode
 /// (secure mode offers no page to this path: `Heap::fast`): the TLS slot,
-/// which holds the heap's address (2), the
-/// class's page, its word pointer and word, test (5), clear the lowest bit
-/// and store (3), `used` (1), the per-class and requested-bytes counters
-/// (2), block address by tzcnt, imul, add (3). `bench/callgrind.sh`
-/// measures a whole malloc/free pair.
+/// which holds the heap's address (2), the class's page, its word pointer
+/// and word, test (5), clear the lowest bit and store (3), `used` (1), the
+/// per-class and requested-bytes counters (2), block address by tzcnt,
+/// imul, add (3). `bench/callgrind.sh` measures a whole malloc/free pair.
 #[inline(always)]
 pub unsafe fn alloc_class(cls: usize, size: usize) -> *mut u8 {
     // SAFETY: the calling thread's heap (or the sentinel).

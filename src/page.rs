@@ -294,7 +294,8 @@ impl Page {
     /// The index `i <= cap` of the block that would start at offset
     /// `off < PAGE_SIZE`, if `off` is a multiple of the block size: the
     /// free path's test, which leaves `i == cap` (the page's tail, or any
-    /// offset 0 of a page not in use) to its bit test (see the invariants).
+    /// offset in a page not in use: its reciprocal is 0) to its bit test
+    /// (see the invariants).
     #[inline(always)]
     pub fn block_start(&self, off: usize) -> Option<usize> {
         let prod = off as u64 * self.recip as u64;

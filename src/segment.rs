@@ -279,16 +279,17 @@ pub unsafe fn purge_due(seg: *mut Segment, now: u64, force: bool) -> usize {
 /// Frees the small block `p`, validating it first.
 ///
 /// Owner path cost (x86-64, counted in the disassembly of the C `free` of
-/// `libtinymalloc.so`): 48 instructions with the `ret`, no atomic RMW, no
+/// `libtinymalloc.so`): 47 instructions with the `ret`, no atomic RMW, no
 /// stack frame: chunk-map range check and load (9), segment and page
 /// descriptor (7), block index by reciprocal multiply with the interior
 /// pointer check (7; no compare with `cap`: see `Page::block_start`), bit
 /// mask and word index (5), owner compare against the TLS slot (5),
 /// double-free test of both rows through one pointer (6), bit set and
-/// `zero` (3), the per-class free counter (2), `used` and the re-file test
-/// in one decrement and its sign (2, `Page::put_back`), `ret`. The reports are reached by tail jumps (`error::fail`,
-/// `bad_block`), and secure mode needs no test here (its segments fail
-/// `segmap::is_small`). The cold paths (`free_remote`, `bad_block`, the
+/// `zero` (3), the per-class free counter (2: the owner tag is the heap's
+/// address), `used` and the re-file test in one decrement and its sign (2,
+/// `Page::put_back`), `ret`. The reports are reached by tail jumps
+/// (`error::fail`, `bad_block`), and secure mode needs no test here (its
+/// segments fail `segmap::is_small`). The cold paths (`free_remote`, `bad_block`, the
 /// heap's `page_freed`) find the segment and the block index again rather
 /// than take them as arguments, which would keep registers busy here.
 ///
@@ -304,9 +305,10 @@ pub unsafe fn free(p: *mut u8, op: Op) {
     let page = unsafe { core::ptr::addr_of_mut!((*seg).pages[(a >> PAGE_SHIFT) & (PAGES - 1)]) };
     // SAFETY: page descriptors live as long as the segment.
     let pg = unsafe { &mut *page };
-    // No compare with `cap`: index `cap` (a page's tail, or offset 0 of a
-    // page not in use) has its bit set (see page.rs), so the bit test
-    // below turns it away, and `bad_block` names it.
+    // No compare with `cap`: index `cap` (a page's tail, or any address in
+    // a page not in use, whose reciprocal 0 gives index 0 = cap) has its
+    // bit set (see page.rs), so the bit test below turns it away, and
+    // `bad_block` names it.
     let Some(i) = pg.block_start(a & (PAGE_SIZE - 1)) else {
         return crate::error::fail(op, Fault::Invalid, a);
     };
@@ -364,8 +366,9 @@ fn bad_block(pg: &Page, a: usize, op: Op) {
 
 /// A free by a thread that does not own the segment: lock-free. Its
 /// atomics: the in-flight count up and down, one `lock bts` on the xfree
-/// row, and one on the segment's pending mask unless the page's bit is
-/// already set there (a plain load first); no compare-and-swap loop.
+/// row, and, only when the page's bit in the segment's pending mask is
+/// clear (a plain load first), an atomic OR there (a compare-and-swap loop:
+/// the compiler does not turn this one into `lock bts`).
 #[inline(never)]
 unsafe fn free_remote(a: usize, pg: &Page, w: usize, m: u64, op: Op) {
     // The block's address comes first, and the segment is found from it:
@@ -391,9 +394,9 @@ unsafe fn free_remote(a: usize, pg: &Page, w: usize, m: u64, op: Op) {
     // notified the owner, and the owner's collection (which clears the mask
     // before it reads the rows) is ordered after this load, so it will see
     // our xfree bit. Otherwise set it, and notify if we were the ones.
-    let pbit = 1u64 << ((a >> PAGE_SHIFT) & (PAGES - 1));
-    let first = s.xpending.0.load(Ordering::SeqCst) & pbit == 0
-        && s.xpending.0.fetch_or(pbit, Ordering::SeqCst) & pbit == 0;
+    let pb = (a >> PAGE_SHIFT) & (PAGES - 1);
+    let first = s.xpending.0.load(Ordering::SeqCst) >> pb & 1 == 0
+        && s.xpending.0.fetch_or(1 << pb, Ordering::SeqCst) & 1 << pb == 0;
     let owner = s.owner.load(Ordering::SeqCst);
     if owner.is_null() {
         // Abandoned: nobody will collect, so collect under the arena lock

@@ -78,20 +78,24 @@ mod slot {
 mod slot {
     use core::cell::Cell;
 
+    use crate::heap::Heap;
+
     thread_local! {
-        static SLOT: Cell<usize> = const { Cell::new(crate::heap::empty_heap() as usize) };
+        // A pointer, not an integer: a constant cannot cast a pointer to
+        // one. No destructor is registered (a `Cell` of a raw pointer).
+        static SLOT: Cell<*mut Heap> = const { Cell::new(crate::heap::empty_heap()) };
     }
 
     /// Reads the calling thread's slot.
     #[inline(always)]
     pub fn get() -> usize {
-        SLOT.get()
+        SLOT.get() as usize
     }
 
     /// Writes the calling thread's slot.
     #[inline(always)]
     pub fn set(v: usize) {
-        SLOT.set(v)
+        SLOT.set(v as *mut Heap)
     }
 }
 
