@@ -166,6 +166,8 @@ pub struct Heap {
     pub frees: [AtomicU64; NUM_CLASSES],
     /// Frees this thread made into other threads' segments.
     pub xfrees: AtomicU64,
+    /// Large blocks this thread freed, kept for its next large `malloc`s.
+    pub large_cache: crate::large::Cache,
     /// Bumped by other threads after freeing into a segment of this heap.
     xgen: Padded,
 }
@@ -215,6 +217,7 @@ impl Heap {
             allocs: [const { AtomicU64::new(0) }; NUM_CLASSES],
             frees: [const { AtomicU64::new(0) }; NUM_CLASSES],
             xfrees: AtomicU64::new(0),
+            large_cache: crate::large::Cache::new(),
             xgen: Padded(AtomicU64::new(0)),
         }
     }
@@ -651,6 +654,8 @@ pub unsafe fn setup(h: *mut Heap, arena: *mut Arena) {
 pub unsafe fn abandon(h: *mut Heap) {
     // SAFETY: the heap belongs to the calling (ending) thread.
     let hp = unsafe { &mut *h };
+    // SAFETY: the ending thread's own cache.
+    unsafe { crate::large::flush_cache(&mut hp.large_cache) };
     for head in [hp.segs_avail, hp.segs_full] {
         let mut seg = head;
         while !seg.is_null() {
@@ -680,20 +685,24 @@ pub unsafe fn trim(h: *mut Heap) -> bool {
     // SAFETY: the calling thread's heap.
     let hp = unsafe { &mut *h };
     hp.xgen_seen = hp.xgen_seen.wrapping_sub(1);
+    // SAFETY: as above (the cache's blocks go back to their arenas, whose
+    // trim purges them).
+    let flushed = unsafe { crate::large::flush_cache(&mut hp.large_cache) };
     // SAFETY: as above.
-    unsafe {
-        collect_notified(hp);
-        for cls in 1..NUM_CLASSES {
-            let page = hp.pages[cls];
-            if page != empty_page() && (*page).used() == 0 {
-                (*page).set_current(false);
-                set_current(hp, cls, (*page).next);
-                let seg = segment::segment_of((*page).start);
-                if page_state(hp, seg, page) {
-                    segment_changed(hp, seg);
+    flushed
+        | unsafe {
+            collect_notified(hp);
+            for cls in 1..NUM_CLASSES {
+                let page = hp.pages[cls];
+                if page != empty_page() && (*page).used() == 0 {
+                    (*page).set_current(false);
+                    set_current(hp, cls, (*page).next);
+                    let seg = segment::segment_of((*page).start);
+                    if page_state(hp, seg, page) {
+                        segment_changed(hp, seg);
+                    }
                 }
             }
+            purge(hp, os::now_ms(), true)
         }
-        purge(hp, os::now_ms(), true)
-    }
 }

@@ -9,14 +9,29 @@
 //!  └──────┴───────────┴──┴─────────────────┴────────┴──────────────┘
 //!  used   1 1 1 1 1 1 1 0 1 1 1 1 1 1 1 1 1 0 0 0 0 1 1 1 1 1 1 1 1
 //!  starts 1 1 . . . . . . 1 . . . . . . . . . . . . 1 . . . . . . .
-//!  len[i] = pages of the block starting at page i
+//!  len[i] = pages of the block starting at page i, | LIVE | CACHED
 //! ```
-//! Invariants (arena lock held for every access): `used` has a bit per
-//! page in use (page 0, the header, always); `starts` marks the first page
-//! of each live block, whose length is `len[i]`; `dirty` marks pages that
-//! may hold non-zero data; `purge` ⊆ free pages awaiting a purge, and
-//! `npurge` = the number of its set bits;
-//! `free_count` = number of clear `used` bits.
+//! Invariants (arena lock held for every access, except the `len` entry of
+//! a block start, which is atomic): `used` has a bit per page in use (page
+//! 0, the header, always); `starts` marks the first page of each live
+//! block, whose length is `len[i] & LEN`; `dirty` marks pages that may hold
+//! non-zero data; `purge` ⊆ free pages awaiting a purge, and `npurge` = the
+//! number of its set bits; `free_count` = number of clear `used` bits.
+//!
+//! A block start's `len` entry is the block's state, changed only by
+//! compare-and-swap (or under the lock when it is the lock holder's alone):
+//! `n | LIVE` while the program holds it; `n | LIVE | CACHED` while it is
+//! freed into its freeing thread's cache (`thread cache` below: still live
+//! for the arena, not for the program); `n` once freed to the arena (kept
+//! for the double-free report); 0 on pages that start no block. A second
+//! free finds the state it expects gone, wherever the first free put the
+//! block.
+//!
+//! Thread cache: each heap keeps up to [`CACHE_SLOTS`] blocks of at most
+//! [`CACHE_MAX`] bytes that its thread freed, and its next large `malloc`
+//! of the same page count takes one back without the arena lock, the
+//! bitmap search or the purge bookkeeping. The cache is emptied into the
+//! arena when the thread exits and by `trim`.
 
 use crate::arena::{self, Arena, Inner};
 use crate::bitmap;
@@ -24,6 +39,7 @@ use crate::error::{fatal, Fault, Op};
 use crate::segmap::{self, Kind, CHUNK};
 use crate::{options, os, stats, thread};
 use core::ptr::null_mut;
+use core::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 
 const NPAGES: usize = CHUNK / os::PAGE;
 const NWORDS: usize = NPAGES / 64;
@@ -43,8 +59,21 @@ pub struct LargeSeg {
     dirty: [u64; NWORDS],
     purge: [u64; NWORDS],
     npurge: usize,
-    len: [u16; NPAGES],
+    len: [AtomicU16; NPAGES],
 }
+
+/// `len` flag: the block starting here is live for its arena.
+const LIVE: u16 = 1 << 14;
+/// `len` flag: the (live) block starting here sits in a thread cache.
+const CACHED: u16 = 1 << 15;
+/// `len` bits holding the page count (at most 512).
+const LEN: u16 = LIVE - 1;
+
+/// Blocks a heap's cache holds.
+pub const CACHE_SLOTS: usize = 4;
+/// The largest block a thread cache takes (so a thread holds at most
+/// 1 MiB there).
+pub const CACHE_MAX: usize = 256 << 10;
 
 const _: () = assert!(core::mem::size_of::<LargeSeg>() <= os::PAGE);
 
@@ -75,11 +104,23 @@ fn my_arena() -> *mut Arena {
 /// # Safety
 /// `fits(size, align)` holds.
 pub unsafe fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
+    let n = pages_for(size);
+    if align <= os::PAGE {
+        let p = cache_take(n);
+        if !p.is_null() {
+            stats::note_large(true);
+            if zero {
+                // SAFETY: the block holds at least n pages, ours now; a
+                // cached block's memory is not known to be zero.
+                unsafe { core::ptr::write_bytes(p, 0, size) };
+            }
+            return p;
+        }
+    }
     let a = my_arena();
     if a.is_null() {
         return null_mut();
     }
-    let n = pages_for(size);
     let step = (align / os::PAGE).max(1);
     // SAFETY: arenas are static.
     let arena = unsafe { &*a };
@@ -176,8 +217,10 @@ fn take(s: &mut LargeSeg, i: usize, n: usize) -> (*mut u8, bool) {
     let fresh = bitmap::set_range(&mut s.dirty, i, n, true);
     stats::note_commit((fresh * os::PAGE) as isize);
     let clean = fresh == n;
-    s.len[i..i + n].fill(0);
-    s.len[i] = n as u16;
+    for l in &s.len[i + 1..i + n] {
+        l.store(0, Ordering::Relaxed);
+    }
+    s.len[i].store(n as u16 | LIVE, Ordering::Release);
     s.free_count -= n;
     (
         (s as *mut LargeSeg as usize + i * os::PAGE) as *mut u8,
@@ -199,14 +242,16 @@ fn locate(p: *mut u8) -> Option<(*mut LargeSeg, usize)> {
 
 /// Why page `i` does not start a live block. Lock held.
 fn fault_at(s: &LargeSeg, i: usize) -> Fault {
-    if !bitmap::get(&s.used, i) && s.len[i] != 0 {
+    let state = s.len[i].load(Ordering::Acquire);
+    if state & CACHED != 0 || (!bitmap::get(&s.used, i) && state & LEN != 0) {
         Fault::DoubleFree
     } else {
         Fault::Invalid
     }
 }
 
-/// Frees a large block.
+/// Frees a large block: into the calling thread's cache when it has room
+/// and the block is small enough, else back to its arena.
 ///
 /// # Safety
 /// The chunk map says `p` lies in a large segment.
@@ -214,22 +259,47 @@ pub unsafe fn free(p: *mut u8, op: Op) {
     let Some((seg, i)) = locate(p) else {
         fatal(op, Fault::Invalid, p as usize);
     };
+    // SAFETY: as the caller guarantees; locate checked the offset.
+    if unsafe { cache_put(p, seg, i) } {
+        return;
+    }
+    // SAFETY: as above.
+    unsafe { free_locked(p, seg, i, op, true) }
+}
+
+/// Frees the block starting at page `i` of `seg` back to its arena,
+/// validating it under the lock. `count`: a free by the program (false
+/// for a block leaving a thread cache, already counted when it went in).
+///
+/// # Safety
+/// The chunk map says a large segment is mapped at `seg`; `i < NPAGES`.
+unsafe fn free_locked(p: *mut u8, seg: *mut LargeSeg, i: usize, op: Op, count: bool) {
     // SAFETY: the chunk map says a large segment is mapped at seg.
     let arena = unsafe { &*(*seg).arena };
     arena.with(|inner| {
         // SAFETY: guarded by the arena lock.
         let s = unsafe { &mut *seg };
-        if !bitmap::get(&s.starts, i) {
+        let state = s.len[i].load(Ordering::Acquire);
+        // Live and not cached, and still so when the state changes (a
+        // racing second free into a cache would have changed it).
+        if !bitmap::get(&s.starts, i)
+            || state & (LIVE | CACHED) != LIVE
+            || s.len[i]
+                .compare_exchange(state, state & LEN, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
             fatal(op, fault_at(s, i), p as usize);
         }
-        let n = s.len[i] as usize;
+        let n = (state & LEN) as usize;
         bitmap::fill_range(&mut s.used, i, n, false);
         bitmap::fill_range(&mut s.starts, i, 1, false);
         s.free_count += n;
         inner.remember_freed(p as usize);
         inner.large_bytes -= n * os::PAGE;
         inner.large_count -= 1;
-        stats::note_large(false);
+        if count {
+            stats::note_large(false);
+        }
         let mut now = None;
         if s.free_count == NPAGES - 1 {
             let committed = bitmap::set_range(&mut s.dirty, 0, NPAGES, false) * os::PAGE;
@@ -347,7 +417,9 @@ pub unsafe fn usable(p: *mut u8) -> Option<usize> {
     arena.with(|_| {
         // SAFETY: guarded by the arena lock.
         let s = unsafe { &*seg };
-        bitmap::get(&s.starts, i).then(|| s.len[i] as usize * os::PAGE)
+        let state = s.len[i].load(Ordering::Acquire);
+        (bitmap::get(&s.starts, i) && state & (LIVE | CACHED) == LIVE)
+            .then(|| (state & LEN) as usize * os::PAGE)
     })
 }
 
@@ -369,14 +441,14 @@ pub unsafe fn resize_in_place(p: *mut u8, size: usize) -> bool {
     arena.with(|inner| {
         // SAFETY: guarded by the arena lock.
         let s = unsafe { &mut *seg };
-        let n = s.len[i] as usize;
+        let n = (s.len[i].load(Ordering::Acquire) & LEN) as usize;
         if want == n {
             return true;
         }
         if want < n {
             bitmap::fill_range(&mut s.used, i + want, n - want, false);
             s.free_count += n - want;
-            s.len[i] = want as u16;
+            s.len[i].store(want as u16 | LIVE, Ordering::Release);
             schedule_purge(inner, s, i + want, n - want);
             inner.large_bytes -= (n - want) * os::PAGE;
             return true;
@@ -391,10 +463,150 @@ pub unsafe fn resize_in_place(p: *mut u8, size: usize) -> bool {
         let fresh = bitmap::set_range(&mut s.dirty, i + n, want - n, true);
         stats::note_commit((fresh * os::PAGE) as isize);
         s.free_count -= want - n;
-        s.len[i] = want as u16;
+        s.len[i].store(want as u16 | LIVE, Ordering::Release);
         inner.large_bytes += (want - n) * os::PAGE;
         true
     })
+}
+
+/// A heap's cache of large blocks its thread freed (see the module doc).
+/// Owner-only, except `bytes` and `count`, read by `stats()`.
+pub struct Cache {
+    blocks: [usize; CACHE_SLOTS],
+    pages: [u16; CACHE_SLOTS],
+    len: usize,
+    /// Bytes of the blocks held (live for their arenas, free for the
+    /// program: `stats()` subtracts them).
+    pub bytes: AtomicUsize,
+    /// Blocks held.
+    pub count: AtomicUsize,
+}
+
+impl Cache {
+    /// An empty cache.
+    pub const fn new() -> Cache {
+        Cache {
+            blocks: [0; CACHE_SLOTS],
+            pages: [0; CACHE_SLOTS],
+            len: 0,
+            bytes: AtomicUsize::new(0),
+            count: AtomicUsize::new(0),
+        }
+    }
+
+    /// Counts a block of `pages` pages in (`add`) or out. Release stores:
+    /// a `stats()` that reads them (acquire) and then takes the arena lock
+    /// sees the arena as it was when they were written.
+    fn note(&self, pages: usize, add: bool) {
+        let (b, c) = (
+            self.bytes.load(Ordering::Relaxed),
+            self.count.load(Ordering::Relaxed),
+        );
+        let bytes = pages * os::PAGE;
+        if add {
+            self.bytes.store(b + bytes, Ordering::Release);
+            self.count.store(c + 1, Ordering::Release);
+        } else {
+            self.bytes.store(b - bytes, Ordering::Release);
+            self.count.store(c - 1, Ordering::Release);
+        }
+    }
+}
+
+/// The calling thread's cache, if it has a heap.
+fn my_cache() -> Option<&'static mut Cache> {
+    let h = thread::heap();
+    if h == crate::heap::empty_heap() {
+        return None;
+    }
+    // SAFETY: a real heap is the calling thread's own; heaps are never
+    // unmapped, and only the owner touches the cache's slots.
+    Some(unsafe { &mut (*h).large_cache })
+}
+
+/// Puts the block at `p` (page `i` of `seg`) in the calling thread's cache
+/// if it is live, not cached, small enough and the cache has room: its
+/// state goes from live to cached by one compare-and-swap, so of two
+/// frees of the same block only one can. False otherwise (the caller frees
+/// it under the arena lock, which reports a bad pointer).
+///
+/// # Safety
+/// The chunk map says a large segment is mapped at `seg`; `i < NPAGES`.
+unsafe fn cache_put(p: *mut u8, seg: *mut LargeSeg, i: usize) -> bool {
+    let Some(c) = my_cache() else {
+        return false;
+    };
+    if c.len == CACHE_SLOTS {
+        return false;
+    }
+    // SAFETY: the header of a mapped large segment; `len` is atomic.
+    let l = unsafe { &(*seg).len[i] };
+    let state = l.load(Ordering::Acquire);
+    let n = (state & LEN) as usize;
+    if state & (LIVE | CACHED) != LIVE || n * os::PAGE > CACHE_MAX {
+        return false;
+    }
+    if l.compare_exchange(state, state | CACHED, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        return false;
+    }
+    c.blocks[c.len] = p as usize;
+    c.pages[c.len] = n as u16;
+    c.len += 1;
+    c.note(n, true);
+    stats::note_large(false);
+    true
+}
+
+/// Takes from the calling thread's cache a block of `n` to `n + n/8`
+/// pages (marked live again); null when it has none.
+fn cache_take(n: usize) -> *mut u8 {
+    let Some(c) = my_cache() else {
+        return null_mut();
+    };
+    for k in 0..c.len {
+        let m = c.pages[k] as usize;
+        if m < n || m > n + n / 8 {
+            continue;
+        }
+        let p = c.blocks[k];
+        c.len -= 1;
+        c.blocks[k] = c.blocks[c.len];
+        c.pages[k] = c.pages[c.len];
+        c.note(m, false);
+        let (seg, i) = locate(p as *mut u8).expect("a cached block starts a page");
+        // SAFETY: the block is cached, so its segment is mapped.
+        unsafe { (*seg).len[i].fetch_and(!CACHED, Ordering::AcqRel) };
+        return p as *mut u8;
+    }
+    null_mut()
+}
+
+/// Frees every block of a heap's cache to its arena (thread exit, `trim`).
+/// True when there were some.
+///
+/// # Safety
+/// `c` is the cache of the calling thread's heap (or of the heap of the
+/// thread now exiting, from its exit handler).
+pub unsafe fn flush_cache(c: &mut Cache) -> bool {
+    let had = c.len > 0;
+    while c.len > 0 {
+        c.len -= 1;
+        let (p, m) = (c.blocks[c.len], c.pages[c.len] as usize);
+        let (seg, i) = locate(p as *mut u8).expect("a cached block starts a page");
+        // SAFETY: the block is cached (live for its arena): mapped, and
+        // freed once, here, after it leaves the cache.
+        unsafe {
+            (*seg).len[i].fetch_and(!CACHED, Ordering::AcqRel);
+            free_locked(p as *mut u8, seg, i, Op::Free, false);
+        }
+        // Counted out of the cache only once its arena no longer counts
+        // it: `stats()` (which reads the caches first, then the arenas)
+        // never sees it in use.
+        c.note(m, false);
+    }
+    had
 }
 
 #[cfg(test)]
@@ -416,6 +628,84 @@ mod tests {
                 seg = s.next;
             }
         });
+    }
+
+    /// The state (`len` entry) of the block at `p`.
+    fn state_of(p: *mut u8) -> u16 {
+        let (seg, i) = locate(p).unwrap();
+        // SAFETY: p lies in a mapped large segment.
+        unsafe { (*seg).len[i].load(Ordering::Acquire) }
+    }
+
+    /// The calling thread's cache (the thread has a heap).
+    fn cache() -> &'static mut Cache {
+        my_cache().expect("this thread has a heap")
+    }
+
+    #[test]
+    fn the_thread_cache_serves_the_next_request_of_the_same_pages() {
+        std::thread::spawn(|| unsafe {
+            // SAFETY: plain allocations, each freed once.
+            let p = crate::raw::malloc(100_000);
+            let pages = pages_for(100_000) as u16;
+            assert_eq!(state_of(p), pages | LIVE);
+            crate::raw::free(p);
+            assert_eq!(state_of(p), pages | LIVE | CACHED);
+            assert_eq!(cache().len, 1);
+            assert_eq!(
+                cache().bytes.load(Ordering::Relaxed),
+                pages as usize * os::PAGE
+            );
+            // Same page count: the cached block; another size: not it.
+            let q = crate::raw::malloc(100_000 - 100);
+            assert_eq!(q, p);
+            assert_eq!(state_of(q), pages | LIVE);
+            assert_eq!(cache().len, 0);
+            let r = crate::raw::malloc(200_000);
+            crate::raw::free(q);
+            let big = crate::raw::malloc(CACHE_MAX + 4096);
+            assert_ne!(crate::raw::malloc(200_000 + 8192), q);
+            // Too big for the cache: back to the arena at once.
+            crate::raw::free(big);
+            assert_eq!(state_of(big) & (LIVE | CACHED), 0);
+            crate::raw::free(r);
+            assert_eq!(cache().len, 2);
+            // trim empties it into the arenas.
+            crate::raw::trim();
+            assert_eq!(cache().len, 0);
+            assert_eq!(cache().bytes.load(Ordering::Relaxed), 0);
+            assert_eq!(state_of(q) & (LIVE | CACHED), 0);
+            assert_eq!(state_of(r) & (LIVE | CACHED), 0);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn a_full_cache_frees_to_the_arena_and_thread_exit_empties_it() {
+        let kept: Vec<usize> = std::thread::spawn(|| {
+            let blocks: Vec<*mut u8> = (0..CACHE_SLOTS + 2)
+                // SAFETY: plain allocations.
+                .map(|k| unsafe { crate::raw::malloc(40_000 + k * 8192) })
+                .collect();
+            for &p in &blocks {
+                // SAFETY: each block freed once.
+                unsafe { crate::raw::free(p) };
+            }
+            assert_eq!(cache().len, CACHE_SLOTS);
+            let cached = blocks
+                .iter()
+                .filter(|&&p| state_of(p) & CACHED != 0)
+                .count();
+            assert_eq!(cached, CACHE_SLOTS);
+            blocks.iter().map(|&p| p as usize).collect()
+        })
+        .join()
+        .unwrap();
+        // The thread has exited: every block went back to its arena.
+        for p in kept {
+            assert_eq!(state_of(p as *mut u8) & (LIVE | CACHED), 0, "{p:#x}");
+        }
     }
 
     #[test]

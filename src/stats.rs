@@ -6,7 +6,10 @@
 //! paths only.
 
 use crate::size_class::{class_size, NUM_CLASSES};
-use core::sync::atomic::{AtomicIsize, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use core::sync::atomic::{
+    AtomicIsize, AtomicU64, AtomicUsize,
+    Ordering::{Acquire, Relaxed},
+};
 
 static RESERVED: AtomicIsize = AtomicIsize::new(0);
 static SEGMENTS: AtomicIsize = AtomicIsize::new(0);
@@ -106,7 +109,12 @@ pub fn stats() -> Stats {
     }
     let mut cross_thread_frees = ORPHAN_XFREES.load(Relaxed);
     let mut requested = ORPHAN_REQUESTED.load(Relaxed);
+    // Large blocks in thread caches: live for their arenas, free for the
+    // program.
+    let (mut cached_bytes, mut cached_blocks) = (0usize, 0usize);
     crate::thread::for_each_heap(|h| {
+        cached_bytes += h.large_cache.bytes.load(Acquire);
+        cached_blocks += h.large_cache.count.load(Acquire);
         cross_thread_frees += h.xfrees.load(Relaxed);
         requested += h.requested.load(Relaxed);
         for (c, cs) in classes.iter_mut().enumerate() {
@@ -123,6 +131,8 @@ pub fn stats() -> Stats {
     // Secure mode: blocks in the quarantine were freed by the program.
     let small_in_use = small_in_use.saturating_sub(crate::secure::quarantined_bytes());
     let (large_in_use, large_blocks) = crate::arena::large_totals();
+    let large_in_use = large_in_use.saturating_sub(cached_bytes);
+    let large_blocks = large_blocks.saturating_sub(cached_blocks);
     let huge_in_use = HUGE_BYTES.load(Relaxed).max(0) as usize;
     Stats {
         small_in_use,

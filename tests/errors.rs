@@ -158,6 +158,42 @@ fn double_free_large() {
 }
 
 #[test]
+fn double_free_of_a_cached_large_block_from_another_thread() {
+    // The first free parks the block in the freeing thread's cache of
+    // large blocks; a second free from another thread must see it.
+    expect_abort(
+        "double_free_of_a_cached_large_block_from_another_thread",
+        || {
+            // SAFETY: deliberate misuse.
+            let p = unsafe { raw::malloc(100 * KIB) } as usize;
+            // SAFETY: as above.
+            unsafe { raw::free(p as *mut u8) };
+            std::thread::spawn(move || unsafe { raw::free(p as *mut u8) })
+                .join()
+                .unwrap();
+        },
+        DOUBLE,
+        &[],
+    );
+}
+
+#[test]
+fn usable_size_of_a_cached_large_block() {
+    expect_abort(
+        "usable_size_of_a_cached_large_block",
+        // SAFETY: deliberate misuse.
+        || unsafe {
+            let p = raw::malloc(100 * KIB);
+            raw::free(p);
+            raw::usable_size(p);
+        },
+        &["malloc_usable_size()"],
+        // Secure mode names a freed block's use a double free.
+        &["invalid pointer", "double free"],
+    );
+}
+
+#[test]
 fn double_free_large_alone() {
     // The only block of its large segment: the first free releases the
     // segment, the second must still be named a double free.
