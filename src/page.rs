@@ -371,12 +371,19 @@ mod tests {
         }
     }
 
-    #[test]
-    fn block_start_yields_at_most_cap_and_the_bit_test_rejects_cap() {
+    /// Calls `f` with a freshly set-up page of every class and its block
+    /// size.
+    fn each_class_page(mut f: impl FnMut(&Page, usize)) {
         let mut rows: Vec<AtomicU64> = (0..2 * WORDS).map(|_| AtomicU64::new(0)).collect();
         for c in 1..crate::size_class::NUM_CLASSES {
             let bsize = crate::size_class::class_size(c);
-            let p = page_with_rows(&mut rows, bsize);
+            f(&page_with_rows(&mut rows, bsize), bsize);
+        }
+    }
+
+    #[test]
+    fn block_start_yields_at_most_cap_and_the_bit_test_rejects_cap() {
+        each_class_page(|p, bsize| {
             let cap = p.cap as usize;
             // Every block handed out: only pad bits are left.
             for w in 0..WORDS {
@@ -396,8 +403,9 @@ mod tests {
                     assert_eq!(seen, i == cap, "bsize {bsize} i {i}");
                 }
             }
-        }
+        });
         // A page not in use: its free pointer is a word of ones.
+        let mut rows: Vec<AtomicU64> = (0..2 * WORDS).map(|_| AtomicU64::new(0)).collect();
         let ones = AtomicU64::new(!0);
         let mut p = page_with_rows(&mut rows, 48);
         p.clear(ones.as_ptr().cast());
@@ -419,16 +427,13 @@ mod tests {
 
     #[test]
     fn block_at_matches_division_for_every_class_and_offset() {
-        let mut rows: Vec<AtomicU64> = (0..2 * WORDS).map(|_| AtomicU64::new(0)).collect();
-        for c in 1..crate::size_class::NUM_CLASSES {
-            let bsize = crate::size_class::class_size(c);
-            let p = page_with_rows(&mut rows, bsize);
+        each_class_page(|p, bsize| {
             for off in 0..crate::segment::PAGE_SIZE {
                 let want =
                     (off % bsize == 0 && off / bsize < p.cap as usize).then_some(off / bsize);
                 assert_eq!(p.block_at(off), want, "bsize {bsize} off {off}");
             }
-        }
+        });
     }
 
     #[test]

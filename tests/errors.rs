@@ -168,9 +168,7 @@ fn double_free_of_a_cached_large_block_from_another_thread() {
             let p = unsafe { raw::malloc(100 * KIB) } as usize;
             // SAFETY: as above.
             unsafe { raw::free(p as *mut u8) };
-            std::thread::spawn(move || unsafe { raw::free(p as *mut u8) })
-                .join()
-                .unwrap();
+            free_elsewhere(p);
         },
         DOUBLE,
         &[],
@@ -298,17 +296,19 @@ fn free_of_small_page_tail() {
     );
 }
 
+/// Frees `p` from a new thread (a cross-thread free) and waits for it.
+fn free_elsewhere(p: usize) {
+    // SAFETY: the callers' deliberate misuse.
+    std::thread::spawn(move || unsafe { raw::free(p as *mut u8) })
+        .join()
+        .unwrap();
+}
+
 #[test]
 fn free_of_small_page_tail_from_another_thread() {
     expect_abort(
         "free_of_small_page_tail_from_another_thread",
-        || {
-            let t = small_page_tail();
-            // SAFETY: deliberate misuse.
-            std::thread::spawn(move || unsafe { raw::free(t as *mut u8) })
-                .join()
-                .unwrap();
-        },
+        || free_elsewhere(small_page_tail()),
         INVALID,
         &["free()"],
     );
@@ -341,13 +341,7 @@ fn free_of_segment_metadata() {
 fn free_of_segment_metadata_from_another_thread() {
     expect_abort(
         "free_of_segment_metadata_from_another_thread",
-        || {
-            let m = metadata_page_start();
-            // SAFETY: deliberate misuse.
-            std::thread::spawn(move || unsafe { raw::free(m as *mut u8) })
-                .join()
-                .unwrap();
-        },
+        || free_elsewhere(metadata_page_start()),
         INVALID,
         &["free()"],
     );
@@ -443,9 +437,7 @@ fn double_free_from_another_thread() {
             let p = unsafe { raw::malloc(48) } as usize;
             // SAFETY: as above.
             unsafe { raw::free(p as *mut u8) };
-            std::thread::spawn(move || unsafe { raw::free(p as *mut u8) })
-                .join()
-                .unwrap();
+            free_elsewhere(p);
         },
         DOUBLE,
         &[],
