@@ -240,6 +240,13 @@ fn locate(p: *mut u8) -> Option<(*mut LargeSeg, usize)> {
     Some((base as *mut LargeSeg, off / os::PAGE))
 }
 
+/// The segment and page index of a block known to start a page of a large
+/// segment (one in a thread cache): no test, no panic path.
+fn start_of(p: usize) -> (*mut LargeSeg, usize) {
+    let base = p & !(CHUNK - 1);
+    (base as *mut LargeSeg, (p - base) / os::PAGE)
+}
+
 /// Why page `i` does not start a live block. Lock held.
 fn fault_at(s: &LargeSeg, i: usize) -> Fault {
     let state = s.len[i].load(Ordering::Acquire);
@@ -575,7 +582,7 @@ fn cache_take(n: usize) -> *mut u8 {
         c.blocks[k] = c.blocks[c.len];
         c.pages[k] = c.pages[c.len];
         c.note(m, false);
-        let (seg, i) = locate(p as *mut u8).expect("a cached block starts a page");
+        let (seg, i) = start_of(p);
         // SAFETY: the block is cached, so its segment is mapped.
         unsafe { (*seg).len[i].fetch_and(!CACHED, Ordering::AcqRel) };
         return p as *mut u8;
@@ -594,7 +601,7 @@ pub unsafe fn flush_cache(c: &mut Cache) -> bool {
     while c.len > 0 {
         c.len -= 1;
         let (p, m) = (c.blocks[c.len], c.pages[c.len] as usize);
-        let (seg, i) = locate(p as *mut u8).expect("a cached block starts a page");
+        let (seg, i) = start_of(p);
         // SAFETY: the block is cached (live for its arena): mapped, and
         // freed once, here, after it leaves the cache.
         unsafe {
