@@ -243,19 +243,9 @@ impl Heap {
 /// imul, add (3). `bench/callgrind.sh` measures a whole malloc/free pair.
 #[inline(always)]
 pub unsafe fn alloc_class(cls: usize, size: usize) -> *mut u8 {
-    // SAFETY: the calling thread's heap (or the sentinel).
-    unsafe { alloc_in(thread::heap(), cls, size) }
-}
-
-/// [`alloc_class`] for a heap the caller has loaded: the calling thread's
-/// own (or the sentinel).
-///
-/// # Safety
-/// `h` is `thread::heap()`.
-#[inline(always)]
-pub unsafe fn alloc_in(h: *mut Heap, cls: usize, size: usize) -> *mut u8 {
+    let h = thread::heap();
     // SAFETY: h is this thread's heap or the sentinel; both are readable,
-    // and pages[cls] is a live page descriptor or the sentinel page.
+    // and fast[cls] is a live page descriptor or the sentinel page.
     unsafe {
         let page = (*h).fast[cls];
         let word = &*(*page).cur;

@@ -8,15 +8,16 @@
 //!  │header│ block A   │  │ block B         │  free  │ block C      │
 //!  └──────┴───────────┴──┴─────────────────┴────────┴──────────────┘
 //!  used   1 1 1 1 1 1 1 0 1 1 1 1 1 1 1 1 1 0 0 0 0 1 1 1 1 1 1 1 1
-//!  starts 1 1 . . . . . . 1 . . . . . . . . . . . . 1 . . . . . . .
+//!  len    . 6 . . . . . . 9 . . . . . . . . . . . . 8 . . . . . . .
 //!  len[i] = pages of the block starting at page i, | LIVE | CACHED
 //! ```
 //! Invariants (arena lock held for every access, except the `len` entry of
 //! a block start, which is atomic): `used` has a bit per page in use (page
-//! 0, the header, always); `starts` marks the first page of each live
-//! block, whose length is `len[i] & LEN`; `dirty` marks pages that may hold
-//! non-zero data; `purge` ⊆ free pages awaiting a purge, and `npurge` = the
-//! number of its set bits; `free_count` = number of clear `used` bits.
+//! 0, the header, always); the first page of each live block has `LIVE`
+//! in its `len` entry, with the block's length in `len[i] & LEN`; `dirty`
+//! marks pages that may hold non-zero data; `purge` ⊆ free pages awaiting
+//! a purge, and `npurge` = the number of its set bits; `free_count` =
+//! number of clear `used` bits.
 //!
 //! A block start's `len` entry is the block's state, changed only by
 //! compare-and-swap (or under the lock when it is the lock holder's alone):
@@ -55,7 +56,6 @@ pub struct LargeSeg {
     free_count: usize,
     purge_at: u64,
     used: [u64; NWORDS],
-    starts: [u64; NWORDS],
     dirty: [u64; NWORDS],
     purge: [u64; NWORDS],
     npurge: usize,
@@ -210,7 +210,6 @@ fn take_segment_memory(inner: &mut Inner) -> (*mut u8, bool) {
 /// memory is known to be zero. Lock held.
 fn take(s: &mut LargeSeg, i: usize, n: usize) -> (*mut u8, bool) {
     bitmap::fill_range(&mut s.used, i, n, true);
-    bitmap::fill_range(&mut s.starts, i, 1, true);
     if s.npurge != 0 {
         s.npurge -= bitmap::set_range(&mut s.purge, i, n, false);
     }
@@ -289,8 +288,7 @@ unsafe fn free_locked(p: *mut u8, seg: *mut LargeSeg, i: usize, op: Op, count: b
         let state = s.len[i].load(Ordering::Acquire);
         // Live and not cached, and still so when the state changes (a
         // racing second free into a cache would have changed it).
-        if !bitmap::get(&s.starts, i)
-            || state & (LIVE | CACHED) != LIVE
+        if state & (LIVE | CACHED) != LIVE
             || s.len[i]
                 .compare_exchange(state, state & LEN, Ordering::AcqRel, Ordering::Acquire)
                 .is_err()
@@ -299,7 +297,6 @@ unsafe fn free_locked(p: *mut u8, seg: *mut LargeSeg, i: usize, op: Op, count: b
         }
         let n = (state & LEN) as usize;
         bitmap::fill_range(&mut s.used, i, n, false);
-        bitmap::fill_range(&mut s.starts, i, 1, false);
         s.free_count += n;
         inner.remember_freed(p as usize);
         inner.large_bytes -= n * os::PAGE;
@@ -425,8 +422,7 @@ pub unsafe fn usable(p: *mut u8) -> Option<usize> {
         // SAFETY: guarded by the arena lock.
         let s = unsafe { &*seg };
         let state = s.len[i].load(Ordering::Acquire);
-        (bitmap::get(&s.starts, i) && state & (LIVE | CACHED) == LIVE)
-            .then(|| (state & LEN) as usize * os::PAGE)
+        (state & (LIVE | CACHED) == LIVE).then(|| (state & LEN) as usize * os::PAGE)
     })
 }
 

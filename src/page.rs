@@ -296,6 +296,11 @@ impl Page {
     /// free path's test, which leaves `i == cap` (the page's tail, or any
     /// offset in a page not in use: its reciprocal is 0) to its bit test
     /// (see the invariants).
+    ///
+    /// `off * recip` holds `off / bsize` in its high 32 bits; its low 32
+    /// bits are below 2^16 exactly when `bsize` divides `off` (they are
+    /// `off * e < 2^16` with `e < 1` then, and at least `2^32 / bsize >=
+    /// 2^17` otherwise), so no multiply-back is needed.
     #[inline(always)]
     pub fn block_start(&self, off: usize) -> Option<usize> {
         let prod = off as u64 * self.recip as u64;
@@ -307,21 +312,10 @@ impl Page {
     }
 
     /// The index of the block at offset `off < PAGE_SIZE` in the page, if a
-    /// block starts exactly there.
-    ///
-    /// `off * recip` holds `off / bsize` in its high 32 bits; its low 32
-    /// bits are below 2^16 exactly when `bsize` divides `off` (they are
-    /// `off * e < 2^16` with `e < 1` then, and at least `2^32 / bsize >=
-    /// 2^17` otherwise), so no multiply-back is needed.
+    /// block starts exactly there: [`Page::block_start`] below `cap`.
     #[inline(always)]
     pub fn block_at(&self, off: usize) -> Option<usize> {
-        let prod = off as u64 * self.recip as u64;
-        let i = (prod >> 32) as usize;
-        if i < self.cap as usize && (prod as u32) < (1 << 16) {
-            Some(i)
-        } else {
-            None
-        }
+        self.block_start(off).filter(|&i| i < self.cap as usize)
     }
 }
 
