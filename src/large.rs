@@ -40,7 +40,7 @@ use crate::error::{fatal, Fault, Op};
 use crate::segmap::{self, Kind, CHUNK};
 use crate::{options, os, stats, thread};
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 
 const NPAGES: usize = CHUNK / os::PAGE;
 const NWORDS: usize = NPAGES / 64;
@@ -108,7 +108,6 @@ pub unsafe fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
     if align <= os::PAGE {
         let p = cache_take(n);
         if !p.is_null() {
-            stats::note_large(true);
             if zero {
                 // SAFETY: the block holds at least n pages, ours now; a
                 // cached block's memory is not known to be zero.
@@ -483,6 +482,12 @@ pub struct Cache {
     pub bytes: AtomicUsize,
     /// Blocks held.
     pub count: AtomicUsize,
+    /// Large blocks the thread allocated, through the cache or not
+    /// (owner-written, read by `stats()`: no cache line that other
+    /// threads write, and no atomic read-modify-write).
+    pub allocs: AtomicU64,
+    /// Large blocks the thread freed, into the cache or not.
+    pub frees: AtomicU64,
 }
 
 impl Cache {
@@ -494,6 +499,8 @@ impl Cache {
             len: 0,
             bytes: AtomicUsize::new(0),
             count: AtomicUsize::new(0),
+            allocs: AtomicU64::new(0),
+            frees: AtomicU64::new(0),
         }
     }
 
@@ -517,7 +524,7 @@ impl Cache {
 }
 
 /// The calling thread's cache, if it has a heap.
-fn my_cache() -> Option<&'static mut Cache> {
+pub fn my_cache() -> Option<&'static mut Cache> {
     let h = thread::heap();
     if h == crate::heap::empty_heap() {
         return None;
@@ -558,7 +565,7 @@ unsafe fn cache_put(p: *mut u8, seg: *mut LargeSeg, i: usize) -> bool {
     c.pages[c.len] = n as u16;
     c.len += 1;
     c.note(n, true);
-    stats::note_large(false);
+    crate::heap::bump(&c.frees);
     true
 }
 
@@ -578,6 +585,7 @@ fn cache_take(n: usize) -> *mut u8 {
         c.blocks[k] = c.blocks[c.len];
         c.pages[k] = c.pages[c.len];
         c.note(m, false);
+        crate::heap::bump(&c.allocs);
         let (seg, i) = start_of(p);
         // SAFETY: the block is cached, so its segment is mapped.
         unsafe { (*seg).len[i].fetch_and(!CACHED, Ordering::AcqRel) };

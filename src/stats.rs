@@ -109,6 +109,8 @@ pub fn stats() -> Stats {
     }
     let mut cross_thread_frees = ORPHAN_XFREES.load(Relaxed);
     let mut requested = ORPHAN_REQUESTED.load(Relaxed);
+    let mut large_allocs = LARGE_ALLOCS.load(Relaxed);
+    let mut large_frees = LARGE_FREES.load(Relaxed);
     // Large blocks in thread caches: live for their arenas, free for the
     // program.
     let (mut cached_bytes, mut cached_blocks) = (0usize, 0usize);
@@ -117,6 +119,8 @@ pub fn stats() -> Stats {
         cached_blocks += h.large_cache.count.load(Acquire);
         cross_thread_frees += h.xfrees.load(Relaxed);
         requested += h.requested.load(Relaxed);
+        large_allocs += h.large_cache.allocs.load(Relaxed);
+        large_frees += h.large_cache.frees.load(Relaxed);
         for (c, cs) in classes.iter_mut().enumerate() {
             cs.allocs += h.allocs[c].load(Relaxed);
             cs.frees += h.frees[c].load(Relaxed);
@@ -144,8 +148,8 @@ pub fn stats() -> Stats {
         reserved: RESERVED.load(Relaxed).max(0) as usize,
         committed: COMMITTED.load(Relaxed).max(0) as usize,
         requested,
-        large_allocs: LARGE_ALLOCS.load(Relaxed),
-        large_frees: LARGE_FREES.load(Relaxed),
+        large_allocs,
+        large_frees,
         huge_allocs: HUGE_ALLOCS.load(Relaxed),
         huge_frees: HUGE_FREES.load(Relaxed),
         segments: SEGMENTS.load(Relaxed).max(0) as usize,
@@ -212,12 +216,16 @@ pub(crate) fn note_huge_count(delta: isize) {
         HUGE_FREES.fetch_add(1, Relaxed);
     }
 }
-/// A large block allocated (true) or freed (false).
+/// A large block allocated (true) or freed (false) outside the thread's
+/// large-block cache (which counts its own): counted on the calling
+/// thread's heap, or globally when the thread has none.
 pub(crate) fn note_large(alloc: bool) {
-    if alloc {
-        LARGE_ALLOCS.fetch_add(1, Relaxed);
-    } else {
-        LARGE_FREES.fetch_add(1, Relaxed);
+    match crate::large::my_cache() {
+        Some(c) => crate::heap::bump(if alloc { &c.allocs } else { &c.frees }),
+        None => {
+            let c = if alloc { &LARGE_ALLOCS } else { &LARGE_FREES };
+            c.fetch_add(1, Relaxed);
+        }
     }
 }
 /// Committed bytes changed by `delta` (see `Stats::committed`).

@@ -586,6 +586,22 @@ fn large_and_huge() {
         s1.committed >= s0.committed + 10 * LARGE + 3 * HUGE,
         "{s1:#?}"
     );
+    // Counted on the allocating and the freeing thread's heaps: the counts
+    // outlive a thread that exits, and a block allocated on one thread and
+    // freed on another counts once each way.
+    let theirs: Vec<usize> = std::thread::spawn(|| (0..6).map(|_| get(LARGE)).collect())
+        .join()
+        .unwrap();
+    let s2b = stats();
+    check_snapshot(&s2b);
+    assert_eq!(s2b.large_allocs - s2.large_allocs, 6, "{s2b:#?}");
+    for p in theirs {
+        put(p, LARGE);
+    }
+    let s2c = stats();
+    check_snapshot(&s2c);
+    assert_eq!(s2c.large_frees - s2.large_frees, 6, "{s2c:#?}");
+    assert_eq!(s2c.large_blocks, s0.large_blocks, "{s2c:#?}");
     let small: Vec<usize> = (0..10_000).map(|_| get(1000)).collect();
     let s3 = stats();
     check_snapshot(&s3);
