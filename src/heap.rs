@@ -257,7 +257,8 @@ pub unsafe fn alloc_class(cls: usize, size: usize) -> *mut u8 {
         (*page).took();
         bump(&(*h).allocs[cls]);
         add(&(*h).requested, size as u64);
-        let p = ((*page).word_base + bits.trailing_zeros() as usize * (*page).bsize) as *mut u8;
+        // The product is below 64 * 64 KiB: a 32-bit multiply.
+        let p = ((*page).word_base + (bits.trailing_zeros() * (*page).bsize) as usize) as *mut u8;
         // A block of a real page (the sentinel has no free bit) is never at
         // address 0: callers' null checks fold away on this path.
         if p.is_null() {
@@ -298,7 +299,7 @@ unsafe fn take_block(page: *mut Page) -> *mut u8 {
         debug_assert!(bits != 0);
         word.store(bits & (bits - 1), Ordering::Relaxed);
         (*page).took();
-        ((*page).word_base + bits.trailing_zeros() as usize * (*page).bsize) as *mut u8
+        ((*page).word_base + (bits.trailing_zeros() * (*page).bsize) as usize) as *mut u8
     }
 }
 

@@ -6,7 +6,9 @@
 //!                                              not yet collected
 //!  block i is at  start + i * bsize          (i < cap <= 4096)
 //! ```
-//! Both rows live in the segment's metadata pages, never in user memory.
+//! Both rows live in the segment's metadata pages, never in user memory;
+//! word `w` of the xfree row is `XFREE_DELTA` bytes after word `w` of the
+//! free row.
 //!
 //! Invariants (for a page in use, `bsize != 0`):
 //! - a block is free iff its `free` bit is set or its `xfree` bit is set;
@@ -19,9 +21,10 @@
 //!   `64 * (cur - free)`;
 //! - `full` pages are in no heap list; other pages in use are in their
 //!   heap's list for `class` (or, in an abandoned segment, in no list);
-//! - `slow_at` is `i16::MAX` for a full page, -1 for a current page, else
-//!   0 (kept by `set_full`/`set_current`, which keep `used()`): a free
-//!   whose `used()` falls to `slow_at` or below must re-file the page;
+//! - `slow_at()`, derived from the flags, is `i16::MAX` for a full page,
+//!   -1 for a current page, else 0 (`set_full`/`set_current` keep
+//!   `used()`): a free whose `used()` falls to `slow_at()` or below must
+//!   re-file the page;
 //! - `zero`: no block was freed since the page was set up on zeroed memory,
 //!   so every block handed out is still all zero;
 //! - bits at or beyond `cap` are always clear in the `free` row; in the
@@ -52,25 +55,27 @@ fn valid_bits(cap: usize, w: usize) -> u64 {
 }
 
 /// Per-page metadata. Owner-only except where noted.
-#[repr(C)]
+///
+/// Exactly one cache line (64 bytes, aligned: the segment header starts
+/// with the descriptors, at the segment's 4 MiB-aligned base), so that the
+/// free path's descriptor address is a shift, and `malloc` and `free` each
+/// touch one line of it. The fields they read come first.
+#[repr(C, align(64))]
 pub struct Page {
     /// The current word of the free row (alloc fast path).
     pub cur: *const AtomicU64,
     /// Address of the first block covered by `*cur`.
     pub word_base: usize,
-    /// Block size in bytes; 0 when the page is not in use.
-    pub bsize: usize,
-    /// `used() - slow_at - 1` (see the invariants): the blocks handed out
-    /// and not known to be free (at most 4096), offset so that the free
-    /// path's re-file test is the sign of its decrement.
-    pub left: i16,
-    /// The free path re-files the page when `used()` drops to this or
-    /// below.
-    pub slow_at: i16,
-    /// Number of blocks in the page.
-    pub cap: u32,
+    /// Block size in bytes (below 64 KiB); 0 when the page is not in use.
+    pub bsize: u32,
     /// `size_class::recip(bsize)`: division by multiplication.
     pub recip: u32,
+    /// `used() - slow_at() - 1` (see the invariants): the blocks handed
+    /// out and not known to be free (at most 4096), offset so that the
+    /// free path's re-file test is the sign of its decrement.
+    pub left: i16,
+    /// Number of blocks in the page (at most 4096).
+    pub cap: u16,
     /// Size class (0 when not in use).
     pub class: u8,
     /// All blocks were in use at the last look; the page is in no list.
@@ -81,19 +86,24 @@ pub struct Page {
     /// This is its heap's current page for its class: kept even when empty.
     /// Written through `set_current`.
     pub current: bool,
-    /// Address of block 0.
-    pub start: usize,
     /// The owner's free row (`WORDS` words) while the page is in use
     /// (`Segment::free_rows`); else the segment's word of ones (see the
-    /// invariants).
+    /// invariants). The cross-thread row is `XFREE_DELTA` bytes further.
     pub free: *mut AtomicU64,
-    /// The cross-thread free row (`WORDS` words), written by any thread.
-    pub xfree: *mut AtomicU64,
+    /// Address of block 0.
+    pub start: usize,
     /// Heap list links.
     pub next: *mut Page,
     /// Heap list links.
     pub prev: *mut Page,
 }
+
+const _: () = assert!(core::mem::size_of::<Page>() == 64);
+
+/// Distance in bytes from a word of a page's free row to the same word of
+/// its cross-thread (xfree) row: the segment keeps all free rows, then all
+/// xfree rows (`Segment::free_rows`, `Segment::xfree_rows`).
+pub const XFREE_DELTA: usize = crate::segment::PAGES * WORDS * 8;
 
 impl Page {
     /// A page descriptor with no blocks.
@@ -102,17 +112,15 @@ impl Page {
             cur: zero_word,
             word_base: 0,
             bsize: 0,
-            left: -1,
-            slow_at: 0,
-            cap: 0,
             recip: 0,
+            left: -1,
+            cap: 0,
             class: 0,
             full: false,
             zero: false,
             current: false,
-            start: 0,
             free: core::ptr::null_mut(),
-            xfree: core::ptr::null_mut(),
+            start: 0,
             next: core::ptr::null_mut(),
             prev: core::ptr::null_mut(),
         }
@@ -135,16 +143,19 @@ impl Page {
     /// The xfree-row word `w`.
     #[inline]
     pub fn xfree_word(&self, w: usize) -> &AtomicU64 {
-        // SAFETY: as for free_word.
-        unsafe { &*self.xfree.add(w) }
+        // SAFETY: as for free_word: the xfree row lies XFREE_DELTA bytes
+        // after the free row, in the segment metadata too (for a page not
+        // in use, `free` is the segment's word of ones, whose word
+        // XFREE_DELTA bytes further is metadata as well).
+        unsafe { &*self.free.byte_add(XFREE_DELTA).add(w) }
     }
 
     /// Sets the page up for blocks of `bsize` bytes (class `class`); `row`
     /// is its own free row.
     pub fn setup(&mut self, row: *mut AtomicU64, class: usize, bsize: usize, zero: bool) {
         let cap = (crate::segment::PAGE_SIZE / bsize).min(WORDS * 64);
-        self.bsize = bsize;
-        self.cap = cap as u32;
+        self.bsize = bsize as u32;
+        self.cap = cap as u16;
         self.recip = crate::size_class::recip(bsize);
         self.class = class as u8;
         self.set_used(0);
@@ -175,41 +186,44 @@ impl Page {
         self.set_used(0);
     }
 
-    /// Blocks handed out and not known to be free.
+    /// The free path re-files the page when `used()` drops to this or
+    /// below: `i16::MAX` for a full page, -1 for a current page, else 0.
     #[inline]
-    pub fn used(&self) -> u16 {
-        (self.left as i32 + self.slow_at as i32 + 1) as u16
-    }
-
-    /// Sets the count of blocks handed out (at most 4096).
-    #[inline]
-    pub fn set_used(&mut self, used: u16) {
-        self.left = (used as i32 - self.slow_at as i32 - 1) as i16;
-    }
-
-    /// Sets `full`, keeping `slow_at`.
-    #[inline]
-    pub fn set_full(&mut self, full: bool) {
-        self.full = full;
-        self.update_slow_at();
-    }
-
-    /// Sets `current`, keeping `slow_at`.
-    #[inline]
-    pub fn set_current(&mut self, current: bool) {
-        self.current = current;
-        self.update_slow_at();
-    }
-
-    fn update_slow_at(&mut self) {
-        let used = self.used();
-        self.slow_at = if self.full {
+    pub fn slow_at(&self) -> i16 {
+        if self.full {
             i16::MAX
         } else if self.current {
             -1
         } else {
             0
-        };
+        }
+    }
+
+    /// Blocks handed out and not known to be free.
+    #[inline]
+    pub fn used(&self) -> u16 {
+        (self.left as i32 + self.slow_at() as i32 + 1) as u16
+    }
+
+    /// Sets the count of blocks handed out (at most 4096).
+    #[inline]
+    pub fn set_used(&mut self, used: u16) {
+        self.left = (used as i32 - self.slow_at() as i32 - 1) as i16;
+    }
+
+    /// Sets `full`, keeping `used()`.
+    #[inline]
+    pub fn set_full(&mut self, full: bool) {
+        let used = self.used();
+        self.full = full;
+        self.set_used(used);
+    }
+
+    /// Sets `current`, keeping `used()`.
+    #[inline]
+    pub fn set_current(&mut self, current: bool) {
+        let used = self.used();
+        self.current = current;
         self.set_used(used);
     }
 
@@ -245,7 +259,7 @@ impl Page {
             }
             if self.free_word(w).load(Relaxed) != 0 {
                 self.cur = self.free_word(w);
-                self.word_base = self.start + w * 64 * self.bsize;
+                self.word_base = self.start + w * 64 * self.bsize as usize;
                 return true;
             }
         }
@@ -300,11 +314,14 @@ impl Page {
     /// `off * recip` holds `off / bsize` in its high 32 bits; its low 32
     /// bits are below 2^16 exactly when `bsize` divides `off` (they are
     /// `off * e < 2^16` with `e < 1` then, and at least `2^32 / bsize >=
-    /// 2^17` otherwise), so no multiply-back is needed.
+    /// 2^17` otherwise, as `bsize <= 2^15`), so no multiply-back is needed.
     #[inline(always)]
     pub fn block_start(&self, off: usize) -> Option<usize> {
         let prod = off as u64 * self.recip as u64;
-        if prod & 0xffff_0000 == 0 {
+        // Any bound from 2^16 to 2^17 separates the two cases; one that is
+        // not a power of two compiles to one `cmp` (a mask test of bits
+        // 16..31 compiles to a copy, a shift and a test).
+        if (prod as u32) < 0x1_8000 {
             Some((prod >> 32) as usize)
         } else {
             None
@@ -323,13 +340,20 @@ impl Page {
 mod tests {
     use super::*;
 
+    /// Room for a free row and, `XFREE_DELTA` bytes further, its xfree
+    /// row, every word `init`.
+    fn rows(init: u64) -> Vec<AtomicU64> {
+        (0..XFREE_DELTA / 8 + WORDS)
+            .map(|_| AtomicU64::new(init))
+            .collect()
+    }
+
     fn page_with_rows(rows: &mut [AtomicU64], bsize: usize) -> Page {
-        let (f, x) = rows.split_at_mut(WORDS);
+        assert!(rows.len() * 8 >= XFREE_DELTA + WORDS * 8);
         let mut p = Page::empty(core::ptr::null());
-        p.xfree = x.as_mut_ptr();
         p.start = 1 << 16;
         p.setup(
-            f.as_mut_ptr(),
+            rows.as_mut_ptr(),
             crate::size_class::class_of(bsize),
             bsize,
             true,
@@ -339,14 +363,14 @@ mod tests {
 
     #[test]
     fn setup_marks_exactly_cap_blocks_free() {
-        let mut rows: Vec<AtomicU64> = (0..2 * WORDS).map(|_| AtomicU64::new(!0)).collect();
+        let mut rows = rows(!0);
         for bsize in [16, 48, 80, 1280, 32768] {
             let p = page_with_rows(&mut rows, bsize);
             let total: u32 = (0..WORDS)
                 .map(|w| p.free_word(w).load(Relaxed).count_ones())
                 .sum();
             assert_eq!(total as usize, (65536 / bsize).min(4096));
-            assert_eq!(total, p.cap);
+            assert_eq!(total, p.cap as u32);
             // The xfree row holds exactly the pad bits: index cap up to the
             // end of its word (none when cap fills its last word).
             let cap = p.cap as usize;
@@ -368,7 +392,7 @@ mod tests {
     /// Calls `f` with a freshly set-up page of every class and its block
     /// size.
     fn each_class_page(mut f: impl FnMut(&Page, usize)) {
-        let mut rows: Vec<AtomicU64> = (0..2 * WORDS).map(|_| AtomicU64::new(0)).collect();
+        let mut rows = rows(0);
         for c in 1..crate::size_class::NUM_CLASSES {
             let bsize = crate::size_class::class_size(c);
             f(&page_with_rows(&mut rows, bsize), bsize);
@@ -399,7 +423,7 @@ mod tests {
             }
         });
         // A page not in use: its free pointer is a word of ones.
-        let mut rows: Vec<AtomicU64> = (0..2 * WORDS).map(|_| AtomicU64::new(0)).collect();
+        let mut rows = rows(0);
         let ones = AtomicU64::new(!0);
         let mut p = page_with_rows(&mut rows, 48);
         p.clear(ones.as_ptr().cast());
@@ -410,7 +434,7 @@ mod tests {
 
     #[test]
     fn block_index_rejects_interior_and_out_of_range_pointers() {
-        let mut rows: Vec<AtomicU64> = (0..2 * WORDS).map(|_| AtomicU64::new(0)).collect();
+        let mut rows = rows(0);
         let p = page_with_rows(&mut rows, 80);
         assert_eq!(p.block_index(p.start), Some(0));
         assert_eq!(p.block_index(p.start + 80 * 7), Some(7));
@@ -432,7 +456,7 @@ mod tests {
 
     #[test]
     fn collect_moves_cross_frees_and_catches_double_frees() {
-        let mut rows: Vec<AtomicU64> = (0..2 * WORDS).map(|_| AtomicU64::new(0)).collect();
+        let mut rows = rows(0);
         let mut p = page_with_rows(&mut rows, 1024);
         // Hand out all 64 blocks.
         p.free_word(0).store(0, Relaxed);
@@ -447,7 +471,7 @@ mod tests {
 
     #[test]
     fn collect_leaves_pad_bits() {
-        let mut rows: Vec<AtomicU64> = (0..2 * WORDS).map(|_| AtomicU64::new(0)).collect();
+        let mut rows = rows(0);
         let mut p = page_with_rows(&mut rows, 48);
         let cap = p.cap as usize;
         assert_eq!(cap, 1365);

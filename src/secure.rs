@@ -403,7 +403,7 @@ unsafe fn take(cls: usize, n: usize) -> *mut u8 {
                     pg.took();
                     heap::bump(&(*h).allocs[cls]);
                     heap::add(&(*h).requested, n as u64);
-                    return (pg.start + (w * 64 + bit as usize) * pg.bsize) as *mut u8;
+                    return (pg.start + (w * 64 + bit as usize) * pg.bsize as usize) as *mut u8;
                 }
             }
         }

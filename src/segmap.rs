@@ -44,16 +44,20 @@ pub enum Kind {
     Guarded = 4,
 }
 
-struct Map(UnsafeCell<[u8; ENTRIES]>);
+/// One entry more than the address space has chunks: the last stays
+/// `None`, so that `is_small` bounds its index with one compare against a
+/// bound that is not a power of two (a bound of `ENTRIES` compiles to a
+/// separate shift and test of the high bits).
+struct Map(UnsafeCell<[u8; ENTRIES + 1]>);
 
 // SAFETY: every access goes through AtomicU8 views of the bytes.
 unsafe impl Sync for Map {}
 
-static MAP: Map = Map(UnsafeCell::new([0; ENTRIES]));
+static MAP: Map = Map(UnsafeCell::new([0; ENTRIES + 1]));
 
 #[inline(always)]
 fn entry(i: usize) -> &'static AtomicU8 {
-    // SAFETY: i < ENTRIES (checked by callers); the byte lives for the whole
+    // SAFETY: i <= ENTRIES (checked by callers); the byte lives for the whole
     // program and is only ever accessed atomically.
     unsafe { AtomicU8::from_ptr((MAP.0.get() as *mut u8).add(i)) }
 }
@@ -84,7 +88,8 @@ const SECURE_SMALL: u8 = 5;
 #[inline(always)]
 pub fn is_small(addr: usize) -> bool {
     let i = addr >> CHUNK_SHIFT;
-    i < ENTRIES && entry(i).load(Ordering::Relaxed) == Kind::Small as u8
+    // Entry ENTRIES exists and is never written (`set` skips it).
+    i <= ENTRIES && entry(i).load(Ordering::Relaxed) == Kind::Small as u8
 }
 
 /// Records that the chunk starting at `base` now holds `kind`.

@@ -23,7 +23,7 @@
 
 use crate::error::{fatal, Fault, Op};
 use crate::heap::Heap;
-use crate::page::{Page, WORDS};
+use crate::page::{Page, WORDS, XFREE_DELTA};
 use crate::segmap::{self, CHUNK};
 use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
@@ -97,9 +97,6 @@ pub struct Segment {
 
 const _: () = assert!(core::mem::size_of::<Segment>() <= META_PAGES * PAGE_SIZE);
 
-/// Distance in bytes from a word of a page's free row to the same word of
-/// its xfree row: the free path reaches both from one pointer.
-const XFREE_DELTA: usize = PAGES * WORDS * 8;
 const _: () = assert!(
     core::mem::offset_of!(Segment, xfree_rows) - core::mem::offset_of!(Segment, free_rows)
         == XFREE_DELTA
@@ -164,12 +161,10 @@ pub unsafe fn init(
         let ones = s.ones.as_ptr().cast::<AtomicU64>();
         for i in 0..PAGES {
             let free = s.free_rows[i].as_mut_ptr();
-            let xfree = s.xfree_rows[i].as_mut_ptr();
             let pg = &mut s.pages[i];
             *pg = Page::empty(free);
             pg.start = base as usize + i * PAGE_SIZE;
             pg.free = ones;
-            pg.xfree = xfree;
         }
     }
     segmap::set_small(base as usize, crate::secure::on());
@@ -312,7 +307,8 @@ pub unsafe fn free(p: *mut u8, op: Op) {
     let Some(i) = pg.block_start(a & (PAGE_SIZE - 1)) else {
         return crate::error::fail(op, Fault::Invalid, a);
     };
-    let (w, m) = (i / 64, 1u64 << (i % 64));
+    // Shifts by `b` wrap (the hardware takes the count mod 64): no mask.
+    let (w, b) = (i / 64, i as u32);
     let me = crate::thread::tid();
     // SAFETY: the header is readable (chunk map).
     if unsafe { (*seg).owner_tid.load(Ordering::Relaxed) } == me {
@@ -327,10 +323,11 @@ pub unsafe fn free(p: *mut u8, op: Op) {
         let bits = word.load(Ordering::Relaxed);
         // A block already freed by another thread (and not yet collected)
         // is in the xfree row: a second free must see it too.
-        if (bits | xword.load(Ordering::Relaxed)) & m != 0 {
+        // Bit tests and sets by index (`bt`, `bts`), with no mask built.
+        if (bits | xword.load(Ordering::Relaxed)).wrapping_shr(b) & 1 != 0 {
             return bad_block(pg, a, op);
         }
-        word.store(bits | m, Ordering::Relaxed);
+        word.store(bits | 1u64.wrapping_shl(b), Ordering::Relaxed);
         pg.zero = false;
         // The caller owns the segment, so `me` names its heap.
         let h = crate::thread::heap_of(me);
@@ -344,7 +341,7 @@ pub unsafe fn free(p: *mut u8, op: Op) {
         }
     } else {
         // SAFETY: the segment is mapped; the remote path uses atomics only.
-        unsafe { free_remote(a, pg, w, m, op) };
+        unsafe { free_remote(a, pg, w, 1u64.wrapping_shl(b), op) };
     }
 }
 
@@ -435,7 +432,7 @@ pub unsafe fn usable(p: *mut u8) -> Option<usize> {
     let m = 1u64 << (i % 64);
     let free = pg.free_word(i / 64).load(Ordering::Relaxed)
         | pg.xfree_word(i / 64).load(Ordering::Relaxed);
-    (free & m == 0).then_some(pg.bsize)
+    (free & m == 0).then_some(pg.bsize as usize)
 }
 
 /// True when the small block at `p`, just allocated, is known to be zero.
@@ -470,7 +467,11 @@ pub unsafe fn collect_pending(seg: *mut Segment, mut each: impl FnMut(*mut Page,
         }
         match pg.collect() {
             Ok(n) => each(pg, n),
-            Err(b) => fatal(Op::Free, Fault::DoubleFree, pg.start + b * pg.bsize),
+            Err(b) => fatal(
+                Op::Free,
+                Fault::DoubleFree,
+                pg.start + b * pg.bsize as usize,
+            ),
         }
     }
 }

@@ -246,6 +246,30 @@ fn free_of_static() {
     );
 }
 
+/// The first address past the 47-bit user address space: its chunk-map
+/// index is one past the last chunk (the map's spare entry, never set).
+#[test]
+fn free_of_address_past_user_space() {
+    expect_abort(
+        "free_of_address_past_user_space",
+        // SAFETY: deliberate misuse.
+        || unsafe { raw::free((1usize << 47) as *mut u8) },
+        INVALID,
+        &["free()"],
+    );
+}
+
+#[test]
+fn free_of_top_address() {
+    expect_abort(
+        "free_of_top_address",
+        // SAFETY: deliberate misuse.
+        || unsafe { raw::free((usize::MAX & !15) as *mut u8) },
+        INVALID,
+        &["free()"],
+    );
+}
+
 #[test]
 fn free_of_static_page_aligned() {
     // A page-aligned foreign address (the huge path inspects those).
