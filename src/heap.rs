@@ -2,8 +2,10 @@
 //!
 //! ```text
 //!  Heap (one per thread, reached through TLS)
-//!  ├─ fast[class]  ──> what malloc's fast path takes from: pages[class]
-//!  │                   (the sentinel in secure mode)
+//!  ├─ fast.*[class] ──> what malloc's fast path reads: the current page's
+//!  │                   word pointer, first block address and block size,
+//!  │                   and the class's allocation count (the zero word in
+//!  │                   secure mode or with no page)
 //!  ├─ pages[class] ──> current page of each class (or the empty sentinel)
 //!  ├─ lists[class] ──> pages of that class with free blocks (current first)
 //!  ├─ segs_avail / segs_full: owned segments with / without free pages
@@ -12,8 +14,16 @@
 //! Invariants:
 //! - only the owning thread touches a heap, except `xgen` (any thread);
 //! - `pages[c]` is the sentinel or the head of `lists[c]`;
-//! - `fast[c]` is `pages[c]` in default mode and the sentinel in secure
-//!   mode (both written by `set_current` only);
+//! - in default mode `fast.cur/base/bsize[c]` mirror `pages[c]`'s `cur`,
+//!   `word_base` and `bsize` (written by `mirror` only); in secure mode,
+//!   or with no page, `fast.cur[c]` is the zero word;
+//! - allocations of class `c` are counted in `fast.allocs[c]` only (the
+//!   fast path does not touch the page): the current page's `left` lacks
+//!   the `fast.allocs[c] - synced[c]` blocks taken since the last `sync`,
+//!   which every reader of its `used()` calls first. Its `slow_at()` is
+//!   `-page::CURRENT_SLACK`, so that owner frees reach the cold path
+//!   (which syncs) at most once per `CURRENT_SLACK` frees; collection
+//!   syncs at once;
 //! - every page in `lists[c]` is in use with class `c` and `!full`; a page
 //!   in use that is in no list is `full`;
 //! - every segment whose `owner` is this heap is in exactly one of
@@ -133,14 +143,46 @@ pub fn add(c: &AtomicU64, n: u64) {
     c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
 }
 
+/// What `malloc`'s fast path reads, per class: four arrays of 8-byte
+/// words, so that the class index scales in the addressing mode (no
+/// shift, no add), and the page descriptor is not read.
+#[repr(C)]
+pub struct Fast {
+    /// The current page's current word (`Page::cur`), or the zero word
+    /// when the class has no page or in secure mode.
+    pub cur: [*const AtomicU64; NUM_CLASSES],
+    /// The current page's `word_base`.
+    pub base: [usize; NUM_CLASSES],
+    /// The current page's block size.
+    pub bsize: [usize; NUM_CLASSES],
+    /// Allocations of each class by this thread since it started. Written
+    /// by the owner only, read by `stats()` from any thread.
+    pub allocs: [AtomicU64; NUM_CLASSES],
+}
+
+impl Fast {
+    const fn new() -> Fast {
+        Fast {
+            cur: [&ZERO_WORD as *const AtomicU64; NUM_CLASSES],
+            base: [0; NUM_CLASSES],
+            bsize: [0; NUM_CLASSES],
+            allocs: [const { AtomicU64::new(0) }; NUM_CLASSES],
+        }
+    }
+}
+
 /// A thread's heap.
 #[repr(C)]
 pub struct Heap {
-    /// The page the fast path takes blocks from, per class: `pages[c]` in
-    /// default mode; always the sentinel in secure mode, so that `malloc`'s
+    /// What the fast path takes blocks from, per class (see `Fast`): the
+    /// current page in default mode; always the zero word in secure mode,
+    /// so that `malloc`'s
     /// fast path falls through to `alloc_slow`, which hands the call to
     /// secure mode (no test of the mode on the fast path).
-    pub fast: [*mut Page; NUM_CLASSES],
+    pub fast: Fast,
+    /// `fast.allocs[c]` when the current page's `left` was last brought
+    /// up to date (`sync`).
+    synced: [u64; NUM_CLASSES],
     /// Current page per class (the sentinel when none).
     pub pages: [*mut Page; NUM_CLASSES],
     /// Bytes requested by this thread's allocations since it started (the
@@ -157,12 +199,10 @@ pub struct Heap {
     pub pool_next: *mut Heap,
     /// Link in the list of every heap ever made (never unlinked).
     pub all_next: *mut Heap,
-    /// Per-class counters of this thread's allocations and frees (a free
-    /// counts on the freeing thread's heap). Written by the owner only,
-    /// read by `stats()` from any thread. Two arrays of 8-byte counters, so
-    /// that the class index scales in the addressing mode (no shift).
-    pub allocs: [AtomicU64; NUM_CLASSES],
-    /// See `allocs`.
+    /// Per-class counters of this thread's frees (a free counts on the
+    /// freeing thread's heap; allocations are counted in `fast`). Written
+    /// by the owner only, read by `stats()` from any thread; 8-byte
+    /// counters, so that the class index scales in the addressing mode.
     pub frees: [AtomicU64; NUM_CLASSES],
     /// Frees this thread made into other threads' segments.
     pub xfrees: AtomicU64,
@@ -203,7 +243,8 @@ impl Heap {
     /// A heap with no pages (used for the sentinel and for set-up).
     pub const fn new() -> Heap {
         Heap {
-            fast: [EMPTY_PAGE.0.get(); NUM_CLASSES],
+            fast: Fast::new(),
+            synced: [0; NUM_CLASSES],
             pages: [EMPTY_PAGE.0.get(); NUM_CLASSES],
             requested: AtomicU64::new(0),
             lists: [PageList::EMPTY; NUM_CLASSES],
@@ -214,7 +255,6 @@ impl Heap {
             purge_at: 0,
             pool_next: null_mut(),
             all_next: null_mut(),
-            allocs: [const { AtomicU64::new(0) }; NUM_CLASSES],
             frees: [const { AtomicU64::new(0) }; NUM_CLASSES],
             xfrees: AtomicU64::new(0),
             large_cache: crate::large::Cache::new(),
@@ -233,34 +273,35 @@ impl Heap {
 /// calling thread.
 ///
 /// Fast path cost (x86-64, counted in the disassembly of the C `malloc`
-/// of `libtinymalloc.so`): 22 instructions for a size of at most 64 B,
+/// of `libtinymalloc.so`): 20 instructions for a size of at most 64 B,
 /// including the size test and class (5, with a register copy) and the
 /// return; no lock, no atomic read-modify-write, no test of the mode
-/// (secure mode offers no page to this path: `Heap::fast`): the TLS slot,
-/// which holds the heap's address (2), the class's page, its word pointer
-/// and word, test (5), clear the lowest bit and store (3), `used` (1), the
-/// per-class and requested-bytes counters (2), block address by tzcnt,
-/// imul, add (3). `bench/callgrind.sh` measures a whole malloc/free pair.
+/// (secure mode offers no word to this path: `Heap::fast`): the TLS slot,
+/// which holds the heap's address (2), the class's word pointer and word,
+/// test (4), clear the lowest bit and store (3), the per-class and
+/// requested-bytes counters (2), block address by tzcnt, imul, add (3).
+/// Three dependent loads after the TLS slot's (heap, word pointer, word),
+/// and none of the page descriptor: the page's count of blocks in use
+/// catches up later (`sync`). `bench/callgrind.sh` measures a whole
+/// malloc/free pair.
 #[inline(always)]
 pub unsafe fn alloc_class(cls: usize, size: usize) -> *mut u8 {
     let h = thread::heap();
     // SAFETY: h is this thread's heap or the sentinel; both are readable,
-    // and fast[cls] is a live page descriptor or the sentinel page.
+    // and fast.cur[cls] is a live page's free-row word or the zero word.
     unsafe {
-        let page = (*h).fast[cls];
-        let word = &*(*page).cur;
+        let f = &(*h).fast;
+        let word = &*f.cur[cls];
         let bits = word.load(Ordering::Relaxed);
         if bits == 0 {
             return alloc_slow(h, cls, size);
         }
         word.store(bits & (bits - 1), Ordering::Relaxed);
-        (*page).took();
-        bump(&(*h).allocs[cls]);
+        bump(&f.allocs[cls]);
         add(&(*h).requested, size as u64);
-        // The product is below 64 * 64 KiB: a 32-bit multiply.
-        let p = ((*page).word_base + (bits.trailing_zeros() * (*page).bsize) as usize) as *mut u8;
-        // A block of a real page (the sentinel has no free bit) is never at
-        // address 0: callers' null checks fold away on this path.
+        let p = (f.base[cls] + bits.trailing_zeros() as usize * f.bsize[cls]) as *mut u8;
+        // A block of a real page (the zero word has no free bit) is never
+        // at address 0: callers' null checks fold away on this path.
         if p.is_null() {
             core::hint::unreachable_unchecked();
         }
@@ -268,25 +309,63 @@ pub unsafe fn alloc_class(cls: usize, size: usize) -> *mut u8 {
     }
 }
 
+/// Brings the current page of `cls` (if any) up to date with the blocks
+/// the fast path took from it since the last call. Owner only.
+fn sync(hp: &mut Heap, cls: usize) {
+    let page = hp.pages[cls];
+    let a = hp.fast.allocs[cls].load(Ordering::Relaxed);
+    if page != empty_page() {
+        let n = a.wrapping_sub(hp.synced[cls]);
+        // SAFETY: a live page of this heap. At most `cap` blocks are in
+        // use, so `used() + n` fits (see `Page::left`).
+        unsafe { (*page).took(n as u16) };
+    }
+    hp.synced[cls] = a;
+}
+
+/// Copies the current page's word pointer, first block and block size of
+/// `cls` into `fast` (the zero word in secure mode or with no page).
+fn mirror(hp: &mut Heap, cls: usize) {
+    let page = hp.pages[cls];
+    let f = &mut hp.fast;
+    // Heaps exist only once the mode is known: check() is then exactly
+    // "secure mode is on".
+    if page == empty_page() || crate::secure::check() {
+        f.cur[cls] = &ZERO_WORD;
+        f.base[cls] = 0;
+        f.bsize[cls] = 0;
+    } else {
+        // SAFETY: a live page of this heap.
+        unsafe {
+            f.cur[cls] = (*page).cur;
+            f.base[cls] = (*page).word_base;
+            f.bsize[cls] = (*page).bsize as usize;
+        }
+    }
+}
+
 /// Makes `page` (or, when null, the sentinel) the current page of `cls`.
-/// The previous current page, if any, must already have lost its flag or
-/// be about to be re-filed by the caller.
+/// The previous current page, if any, must already have been brought up
+/// to date (`sync`) and have lost its flag, or be about to be re-filed by
+/// the caller.
 unsafe fn set_current(hp: &mut Heap, cls: usize, page: *mut Page) {
     if page.is_null() || page == empty_page() {
         hp.pages[cls] = empty_page();
-        hp.fast[cls] = empty_page();
     } else {
         // SAFETY: a live page of this heap.
         unsafe { (*page).set_current(true) };
         hp.pages[cls] = page;
-        // Heaps exist only once the mode is known: check() is then
-        // exactly "secure mode is on".
-        hp.fast[cls] = if crate::secure::check() {
-            empty_page()
-        } else {
-            page
-        };
     }
+    hp.synced[cls] = hp.fast.allocs[cls].load(Ordering::Relaxed);
+    mirror(hp, cls);
+}
+
+/// Brings the current page of `cls` up to date and takes its current flag
+/// away (it stays in `pages[cls]` until `set_current` replaces it).
+unsafe fn unset_current(hp: &mut Heap, cls: usize) {
+    sync(hp, cls);
+    // SAFETY: a live page of this heap (callers check for the sentinel).
+    unsafe { (*hp.pages[cls]).set_current(false) };
 }
 
 /// Takes the lowest free block of the current word of `page`.
@@ -298,7 +377,6 @@ unsafe fn take_block(page: *mut Page) -> *mut u8 {
         let bits = word.load(Ordering::Relaxed);
         debug_assert!(bits != 0);
         word.store(bits & (bits - 1), Ordering::Relaxed);
-        (*page).took();
         ((*page).word_base + (bits.trailing_zeros() * (*page).bsize) as usize) as *mut u8
     }
 }
@@ -358,11 +436,12 @@ unsafe fn refill(h: *mut Heap, cls: usize, size: usize) -> *mut u8 {
                 break;
             }
             if (*page).advance() {
+                mirror(hp, cls);
                 return take_block_counted(hp, cls, page);
             }
             // No free block left: the page is full until frees come back.
             hp.lists[cls].unlink(page);
-            (*page).set_current(false);
+            unset_current(hp, cls);
             (*page).set_full(true);
             set_current(hp, cls, hp.lists[cls].head);
         }
@@ -380,7 +459,7 @@ unsafe fn refill(h: *mut Heap, cls: usize, size: usize) -> *mut u8 {
 /// The slow path's block, counted.
 #[inline(always)]
 unsafe fn take_block_counted(hp: &Heap, cls: usize, page: *mut Page) -> *mut u8 {
-    bump(&hp.allocs[cls]);
+    bump(&hp.fast.allocs[cls]);
     // SAFETY: forwarded from the caller.
     unsafe { take_block(page) }
 }
@@ -486,12 +565,17 @@ pub unsafe fn page_freed(h: *mut Heap, page: *mut Page) {
 }
 
 /// Re-files a page after blocks came back: a full page rejoins its list; an
-/// empty page that is not current is retired. True if a page was retired.
+/// empty page that is not current is retired; the current page is brought
+/// up to date (`sync`). True if a page was retired.
 unsafe fn page_state(hp: &mut Heap, seg: *mut Segment, page: *mut Page) -> bool {
     // SAFETY: the heap owns seg and its in-use pages.
     unsafe {
         let pg = &mut *page;
         let cls = pg.class as usize;
+        if pg.current {
+            sync(hp, cls);
+            return false;
+        }
         if pg.full {
             pg.set_full(false);
             pg.advance();
@@ -625,8 +709,11 @@ pub unsafe fn setup(h: *mut Heap, arena: *mut Arena) {
     // freer of a previous owner, so it is kept and only read.
     unsafe {
         let hp = &mut *h;
-        hp.fast = [empty_page(); NUM_CLASSES];
         hp.pages = [empty_page(); NUM_CLASSES];
+        for cls in 0..NUM_CLASSES {
+            // Keeps the allocation counts (statistics).
+            mirror(hp, cls);
+        }
         hp.lists = [PageList::EMPTY; NUM_CLASSES];
         hp.segs_avail = null_mut();
         hp.segs_full = null_mut();
@@ -647,6 +734,11 @@ pub unsafe fn abandon(h: *mut Heap) {
     let hp = unsafe { &mut *h };
     // SAFETY: the ending thread's own cache.
     unsafe { crate::large::flush_cache(&mut hp.large_cache) };
+    // Current pages keep their flag (the adopter clears it), with their
+    // count of blocks in use up to date.
+    for cls in 1..NUM_CLASSES {
+        sync(hp, cls);
+    }
     for head in [hp.segs_avail, hp.segs_full] {
         let mut seg = head;
         while !seg.is_null() {
@@ -685,7 +777,11 @@ pub unsafe fn trim(h: *mut Heap) -> bool {
             collect_notified(hp);
             for cls in 1..NUM_CLASSES {
                 let page = hp.pages[cls];
-                if page != empty_page() && (*page).used() == 0 {
+                if page == empty_page() {
+                    continue;
+                }
+                sync(hp, cls);
+                if (*page).used() == 0 {
                     (*page).set_current(false);
                     set_current(hp, cls, (*page).next);
                     let seg = segment::segment_of((*page).start);

@@ -16,7 +16,10 @@
 //! - `used()` = cap - (set `free` bits): it counts blocks not known free
 //!   by the owner (cross-thread frees count once collected); it is kept as
 //!   `left = used - slow_at - 1`, so that a free decrements `left` and
-//!   re-files the page when it goes negative (`dec` and a sign test);
+//!   re-files the page when it goes negative (`dec` and a sign test). For
+//!   its heap's current page it lags behind by the blocks `malloc` took
+//!   since the heap last caught it up (`heap::sync`; `malloc` does not
+//!   touch the descriptor), never by more than the page's free bits allow;
 //! - `cur` points into the `free` row; `word_base` is the address of block
 //!   `64 * (cur - free)`;
 //! - `full` pages are in no heap list; other pages in use are in their
@@ -72,7 +75,9 @@ pub struct Page {
     pub recip: u32,
     /// `used() - slow_at() - 1` (see the invariants): the blocks handed
     /// out and not known to be free (at most 4096), offset so that the
-    /// free path's re-file test is the sign of its decrement.
+    /// free path's re-file test is the sign of its decrement. Between
+    /// -1 and `4096 + CURRENT_SLACK` whenever the heap has just caught a
+    /// current page up (`heap::sync`).
     pub left: i16,
     /// Number of blocks in the page (at most 4096).
     pub cap: u16,
@@ -99,6 +104,13 @@ pub struct Page {
 }
 
 const _: () = assert!(core::mem::size_of::<Page>() == 64);
+
+/// How far a current page's `used()` may fall below zero before a free
+/// takes the cold path (see `Page::slow_at`): `malloc` does not count on
+/// the page, so its count lags behind, and the heap catches it up at most
+/// once per this many owner frees. `left` then stays within
+/// `[0, 4096 + CURRENT_SLACK]`.
+pub const CURRENT_SLACK: i16 = 1024;
 
 /// Distance in bytes from a word of a page's free row to the same word of
 /// its cross-thread (xfree) row: the segment keeps all free rows, then all
@@ -187,13 +199,15 @@ impl Page {
     }
 
     /// The free path re-files the page when `used()` drops to this or
-    /// below: `i16::MAX` for a full page, -1 for a current page, else 0.
+    /// below: `i16::MAX` for a full page, `-CURRENT_SLACK` for a current
+    /// page (whose `used()` lags behind by the blocks the fast path took
+    /// since the heap last brought it up to date: `heap::sync`), else 0.
     #[inline]
     pub fn slow_at(&self) -> i16 {
         if self.full {
             i16::MAX
         } else if self.current {
-            -1
+            -CURRENT_SLACK
         } else {
             0
         }
@@ -236,10 +250,10 @@ impl Page {
         self.left < 0
     }
 
-    /// A block was handed out.
-    #[inline(always)]
-    pub fn took(&mut self) {
-        self.left += 1;
+    /// `n` blocks were handed out (counted late, by `heap::sync`).
+    #[inline]
+    pub fn took(&mut self, n: u16) {
+        self.left += n as i16;
     }
 
     /// Moves `cur` to the next word with a free bit, searching forward from

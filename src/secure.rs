@@ -400,8 +400,8 @@ unsafe fn take(cls: usize, n: usize) -> *mut u8 {
                     let bit = nth_set_bit(bits, pick as u32);
                     pg.free_word(w)
                         .store(bits & !(1u64 << bit), Ordering::Relaxed);
-                    pg.took();
-                    heap::bump(&(*h).allocs[cls]);
+                    // Counted as the fast path counts (`heap::sync`).
+                    heap::bump(&(*h).fast.allocs[cls]);
                     heap::add(&(*h).requested, n as u64);
                     return (pg.start + (w * 64 + bit as usize) * pg.bsize as usize) as *mut u8;
                 }

@@ -122,7 +122,7 @@ pub fn stats() -> Stats {
         large_allocs += h.large_cache.allocs.load(Relaxed);
         large_frees += h.large_cache.frees.load(Relaxed);
         for (c, cs) in classes.iter_mut().enumerate() {
-            cs.allocs += h.allocs[c].load(Relaxed);
+            cs.allocs += h.fast.allocs[c].load(Relaxed);
             cs.frees += h.frees[c].load(Relaxed);
         }
     });
