@@ -341,7 +341,7 @@ pub unsafe fn free(p: *mut u8, op: Op) {
         }
     } else {
         // SAFETY: the segment is mapped; the remote path uses atomics only.
-        unsafe { free_remote(a, pg, w, 1u64.wrapping_shl(b), op) };
+        unsafe { free_remote(a, pg, w, b, op) };
     }
 }
 
@@ -367,12 +367,15 @@ fn bad_block(pg: &Page, a: usize, op: Op) {
 /// clear (a plain load first), an atomic OR there (a compare-and-swap loop:
 /// the compiler does not turn this one into `lock bts`).
 #[inline(never)]
-unsafe fn free_remote(a: usize, pg: &Page, w: usize, m: u64, op: Op) {
+unsafe fn free_remote(a: usize, pg: &Page, w: usize, b: u32, op: Op) {
     // The block's address comes first, and the segment is found from it:
     // `free` then moves no register for the call.
     let seg = segment_of(a);
     // SAFETY: the segment is mapped (chunk map), its header readable.
     let s = unsafe { &*seg };
+    // The block's bit in word `w`: bit `b % 64` (given as the block index,
+    // so that the caller builds no mask).
+    let m = 1u64 << (b % 64);
     if pg.free_word(w).load(Ordering::Relaxed) & m != 0 {
         return bad_block(pg, a, op);
     }
@@ -383,7 +386,6 @@ unsafe fn free_remote(a: usize, pg: &Page, w: usize, m: u64, op: Op) {
     s.xinflight.fetch_add(1, Ordering::SeqCst);
     // One bit set and its old value tested: `lock bts` (the mask comes
     // from a shift, so the compiler knows it is a single bit), not a loop.
-    let m = 1u64 << m.trailing_zeros();
     if pg.xfree_word(w).fetch_or(m, Ordering::SeqCst) & m != 0 {
         return bad_block(pg, a, op);
     }
