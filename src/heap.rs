@@ -176,9 +176,9 @@ impl Fast {
 pub struct Heap {
     /// What the fast path takes blocks from, per class (see `Fast`): the
     /// current page in default mode; always the zero word in secure mode,
-    /// so that `malloc`'s
-    /// fast path falls through to `alloc_slow`, which hands the call to
-    /// secure mode (no test of the mode on the fast path).
+    /// so that `malloc`'s fast path falls through to `alloc_slow`, which
+    /// hands the call to secure mode (no test of the mode on the fast
+    /// path).
     pub fast: Fast,
     /// `fast.allocs[c]` when the current page's `left` was last brought
     /// up to date (`sync`).

@@ -274,19 +274,21 @@ pub unsafe fn purge_due(seg: *mut Segment, now: u64, force: bool) -> usize {
 /// Frees the small block `p`, validating it first.
 ///
 /// Owner path cost (x86-64, counted in the disassembly of the C `free` of
-/// `libtinymalloc.so`): 47 instructions with the `ret`, no atomic RMW, no
-/// stack frame: chunk-map range check and load (9), segment and page
-/// descriptor (7), block index by reciprocal multiply with the interior
-/// pointer check (7; no compare with `cap`: see `Page::block_start`), bit
-/// mask and word index (5), owner compare against the TLS slot (5),
-/// double-free test of both rows through one pointer (6), bit set and
-/// `zero` (3), the per-class free counter (2: the owner tag is the heap's
-/// address), `used` and the re-file test in one decrement and its sign (2,
+/// `libtinymalloc.so`): 43 instructions with the `ret`, no atomic RMW, no
+/// stack frame: chunk-map range check and load (8), segment and page
+/// descriptor (5: descriptors are 64 bytes), block index by reciprocal
+/// multiply with the interior pointer check (5; no compare with `cap`:
+/// see `Page::block_start`), descriptor address and word index (4), owner
+/// compare against the TLS slot (5), double-free test of both rows
+/// through one pointer, by bit index (8), bit set and `zero` (3), the
+/// per-class free counter (2: the owner tag is the heap's address), `used`
+/// and the re-file test in one decrement and its sign (2,
 /// `Page::put_back`), `ret`. The reports are reached by tail jumps
 /// (`error::fail`, `bad_block`), and secure mode needs no test here (its
-/// segments fail `segmap::is_small`). The cold paths (`free_remote`, `bad_block`, the
-/// heap's `page_freed`) find the segment and the block index again rather
-/// than take them as arguments, which would keep registers busy here.
+/// segments fail `segmap::is_small`). The cold paths (`free_remote`,
+/// `bad_block`, the heap's `page_freed`) find the segment and the block
+/// index again rather than take them as arguments, which would keep
+/// registers busy here.
 ///
 /// # Safety
 /// The chunk map says `p` lies in a small segment.
