@@ -21,7 +21,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 /// Recently freed huge mappings kept for reuse (a program that frees and
 /// allocates big buffers in a loop then neither remaps nor refaults them);
-/// purged after `PURGE_MULT` times the purge delay, at most `CACHE_BYTES`
+/// purged after `options::ARENA_PURGE_MULT` times the purge delay, at most `CACHE_BYTES`
 /// in all. A request takes the smallest entry that fits and gives back
 /// its whole chunks beyond the request as a new entry; when none fits, the
 /// biggest entry grows (mremap keeps its resident pages) to serve it.
@@ -47,11 +47,6 @@ const CACHE_ENTRY_MAX: usize = CACHE_BYTES;
 /// 64 MiB: the huge workload (two live blocks of 2-64 MiB) kept its peak
 /// RSS at 0.82x mimalloc's with it, 1.21x with 128 MiB.
 const DIRTY_MAX: usize = 64 << 20;
-/// Cached huge mappings wait this many times the purge delay (as
-/// mimalloc's `arena_purge_mult`): a program cycling through big buffers
-/// spends long enough filling each one that the plain delay would purge
-/// (and then refault) the mapping it is about to reuse.
-const PURGE_MULT: u64 = 10;
 
 /// The earliest `due` of the cache's entries, 0 when none waits: read
 /// without the lock by [`purge_if_due`].
@@ -234,7 +229,7 @@ fn cache_put(base: *mut u8, len: usize) -> bool {
         let due = match delay {
             0 => 0,
             d if d < 0 => u64::MAX,
-            d => os::now_ms() + d as u64 * PURGE_MULT,
+            d => os::now_ms() + d as u64 * options::ARENA_PURGE_MULT,
         };
         c.push(base as usize, len, due);
         c.purge(false);

@@ -339,7 +339,7 @@ fn schedule_purge(inner: &mut Inner, s: &mut LargeSeg, i: usize, n: usize) -> Op
             s.purge_at = if delay > 0 {
                 let t = os::now_ms();
                 now = Some(t);
-                t + delay as u64
+                t + delay as u64 * options::ARENA_PURGE_MULT
             } else {
                 crate::segment::NEVER
             };

@@ -106,6 +106,14 @@ pub fn purge_delay_ms() -> i64 {
     VALUES[1].load(Relaxed)
 }
 
+/// Memory freed to the arenas (pages of large blocks, cached huge
+/// mappings) waits this many times the purge delay before it is purged,
+/// as mimalloc's `arena_purge_mult`: a program cycling through big buffers
+/// spends long enough filling each one (and, with more threads than cores,
+/// waiting for a core) that the plain delay would purge, and then fault in
+/// again, the memory it is about to reuse.
+pub const ARENA_PURGE_MULT: u64 = 10;
+
 /// Sets an option from Rust code; takes precedence over the environment.
 /// Call it before the first allocation for `Arenas`. Returns false (and
 /// keeps the old value) when the value is out of range.
