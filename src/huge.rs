@@ -21,10 +21,11 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 /// Recently freed huge mappings kept for reuse (a program that frees and
 /// allocates big buffers in a loop then neither remaps nor refaults them);
-/// purged after `options::ARENA_PURGE_MULT` times the purge delay, at most `CACHE_BYTES`
-/// in all. A request takes the smallest entry that fits and gives back
-/// its whole chunks beyond the request as a new entry; when none fits, the
-/// biggest entry grows (mremap keeps its resident pages) to serve it.
+/// purged after `options::ARENA_PURGE_MULT` times the purge delay, at most
+/// `CACHE_BYTES` in all. A request takes the smallest entry that fits and
+/// gives back its whole chunks beyond the request as a new entry; when
+/// none fits, the biggest entry grows (mremap keeps its resident pages) to
+/// serve it.
 ///
 /// Invariant: each entry is a whole, chunk-aligned mapping of ours that no
 /// block uses and the chunk map does not name; guarded by `CACHE`'s lock.

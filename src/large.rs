@@ -524,7 +524,7 @@ impl Cache {
 }
 
 /// The calling thread's cache, if it has a heap.
-pub fn my_cache() -> Option<&'static mut Cache> {
+pub(crate) fn my_cache() -> Option<&'static mut Cache> {
     let h = thread::heap();
     if h == crate::heap::empty_heap() {
         return None;
