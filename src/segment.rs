@@ -18,7 +18,8 @@
 //! - `free_pages` has a bit for each page not in use (never pages 0-1);
 //!   `used_pages` counts the others;
 //! - `dirty_pages`: pages whose memory may be non-zero;
-//! - `purge_pages` ⊆ `free_pages`: unused pages still holding memory;
+//! - `purge_pages` ⊆ `free_pages`: unused pages still holding memory, page
+//!   `i` due at `page_due[i]`, `purge_at` the earliest of those;
 //! - `xpending` has a bit for each page whose xfree row may be non-zero.
 
 use crate::error::{fatal, Fault, Op};
@@ -64,10 +65,15 @@ pub struct Segment {
     pub free_pages: u64,
     /// Pages whose memory may be non-zero.
     pub dirty_pages: u64,
-    /// Unused pages waiting to be purged at `purge_at` (ms).
+    /// Unused pages waiting to be purged, each at its own `page_due`.
     pub purge_pages: u64,
-    /// When `purge_pages` become due.
+    /// The earliest `page_due` of `purge_pages` (ms; `NEVER` for none due
+    /// before `trim`). Meaningful only while `purge_pages` is non-zero.
     pub purge_at: u64,
+    /// For each page of `purge_pages`: when it becomes due (retired time
+    /// plus the purge delay, ms). A page is purged only once it has been
+    /// unused for the whole delay, however its neighbours were retired.
+    pub page_due: [u64; PAGES],
     /// Number of pages in use.
     pub used_pages: u32,
     /// In its arena's abandoned list.
@@ -174,6 +180,29 @@ pub unsafe fn init(
     seg
 }
 
+/// The free page to take next: of the pages waiting for their purge (still
+/// committed: no page faults to fill them again), the one closest to it,
+/// which is thereby saved from it while the younger ones may yet be
+/// wanted; else the lowest free page. Taking the lowest free page whatever
+/// its state made threads refill purged pages while committed ones fell
+/// due (sh8bench at 8 threads: 19,700 page faults per run, 5,200 now, as
+/// many as with no purging at all).
+fn pick_page(s: &Segment) -> usize {
+    let mut waiting = s.purge_pages & s.free_pages;
+    if waiting != 0 {
+        let (mut best, mut due) = (0, u64::MAX);
+        while waiting != 0 {
+            let i = waiting.trailing_zeros() as usize;
+            waiting &= waiting - 1;
+            if s.page_due[i] <= due {
+                (best, due) = (i, s.page_due[i]);
+            }
+        }
+        return best;
+    }
+    s.free_pages.trailing_zeros() as usize
+}
+
 /// Takes a free page of `seg` and sets it up for class `class`; null when
 /// the segment has no free page. Caller: the owner.
 ///
@@ -185,7 +214,7 @@ pub unsafe fn take_page(seg: *mut Segment, class: usize) -> *mut Page {
     if s.free_pages == 0 {
         return core::ptr::null_mut();
     }
-    let i = s.free_pages.trailing_zeros() as usize;
+    let i = pick_page(s);
     let bit = 1u64 << i;
     s.free_pages &= !bit;
     s.purge_pages &= !bit;
@@ -222,14 +251,18 @@ pub unsafe fn retire_page(seg: *mut Segment, page: *mut Page, now: u64, delay_ms
         crate::stats::note_commit(-(PAGE_SIZE as isize));
     } else {
         // Purged when due, or by trim() whatever the delay (-1: never due).
-        // Pages already waiting keep their deadline: pages retired one
-        // after another must not put the purge off forever.
-        if s.purge_pages == 0 {
-            s.purge_at = if delay_ms > 0 {
-                now + delay_ms as u64
-            } else {
-                NEVER
-            };
+        // Each page keeps its own deadline: one retired just before its
+        // neighbours fall due still waits the whole delay (it is the page
+        // most likely to be wanted again), and pages retired one after
+        // another cannot put each other's purge off.
+        let due = if delay_ms > 0 {
+            now + delay_ms as u64
+        } else {
+            NEVER
+        };
+        s.page_due[i] = due;
+        if s.purge_pages == 0 || due < s.purge_at {
+            s.purge_at = due;
         }
         s.purge_pages |= bit;
     }
@@ -247,7 +280,22 @@ pub unsafe fn purge_due(seg: *mut Segment, now: u64, force: bool) -> usize {
     if s.purge_pages == 0 || (!force && now < s.purge_at) {
         return 0;
     }
-    let mut m = s.purge_pages & s.free_pages;
+    // Pages taken again since they were retired are no longer candidates.
+    let waiting = s.purge_pages & s.free_pages;
+    let mut m = 0u64;
+    let mut next = NEVER;
+    let mut rest = waiting;
+    while rest != 0 {
+        let i = rest.trailing_zeros() as usize;
+        rest &= rest - 1;
+        if force || s.page_due[i] <= now {
+            m |= 1 << i;
+        } else {
+            next = next.min(s.page_due[i]);
+        }
+    }
+    s.purge_pages = waiting & !m;
+    s.purge_at = next;
     let mut bytes = 0;
     while m != 0 {
         // Coalesce runs of consecutive pages into one madvise.
@@ -267,7 +315,6 @@ pub unsafe fn purge_due(seg: *mut Segment, now: u64, force: bool) -> usize {
         );
         s.dirty_pages &= !bits;
     }
-    s.purge_pages = 0;
     bytes
 }
 
@@ -477,5 +524,119 @@ pub unsafe fn collect_pending(seg: *mut Segment, mut each: impl FnMut(*mut Page,
                 pg.start + b * pg.bsize as usize,
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `f` on a fresh segment (no heap, no arena: only the page
+    /// bookkeeping is exercised), then unmaps it.
+    fn with_segment(f: impl FnOnce(*mut Segment)) {
+        let base = crate::os::map_aligned(SEGMENT_SIZE, SEGMENT_SIZE, 0);
+        assert!(!base.is_null());
+        // SAFETY: a fresh aligned mapping of a whole segment, ours alone.
+        let seg = unsafe { init(base, core::ptr::null_mut(), core::ptr::null_mut(), true) };
+        f(seg);
+        segmap::set(base as usize, segmap::Kind::None);
+        // SAFETY: mapped above; nothing points into it any more.
+        unsafe { crate::os::unmap(base, SEGMENT_SIZE) };
+    }
+
+    fn index(seg: *mut Segment, page: *mut Page) -> usize {
+        // SAFETY: page is one of seg's descriptors.
+        (unsafe { (*page).start } - seg as usize) >> PAGE_SHIFT
+    }
+
+    fn take(seg: *mut Segment) -> *mut Page {
+        // SAFETY: the test owns the segment.
+        let p = unsafe { take_page(seg, 1) };
+        assert!(!p.is_null());
+        p
+    }
+
+    fn retire(seg: *mut Segment, page: *mut Page, now: u64) {
+        // SAFETY: the page was taken by the test and holds no block.
+        unsafe { retire_page(seg, page, now, 10) };
+    }
+
+    #[test]
+    fn each_retired_page_waits_its_own_whole_delay() {
+        with_segment(|seg| {
+            let (a, b) = (take(seg), take(seg));
+            let (ia, ib) = (index(seg, a), index(seg, b));
+            retire(seg, a, 1000);
+            retire(seg, b, 1009);
+            // SAFETY (all blocks below): the test owns the segment.
+            let s = unsafe { &*seg };
+            assert_eq!(s.purge_at, 1010);
+            assert_eq!(unsafe { purge_due(seg, 1009, false) }, 0);
+            // At a's deadline only a goes; b, retired 1 ms before it, waits.
+            assert_eq!(unsafe { purge_due(seg, 1010, false) }, PAGE_SIZE);
+            let s = unsafe { &*seg };
+            assert_eq!(s.dirty_pages & (1 << ia), 0);
+            assert_ne!(s.dirty_pages & (1 << ib), 0);
+            assert_eq!(s.purge_pages, 1 << ib);
+            assert_eq!(s.purge_at, 1019);
+            assert_eq!(unsafe { purge_due(seg, 1018, false) }, 0);
+            assert_eq!(unsafe { purge_due(seg, 1019, false) }, PAGE_SIZE);
+            assert_eq!(unsafe { (*seg).purge_pages }, 0);
+        });
+    }
+
+    #[test]
+    fn forced_purge_takes_every_waiting_page_and_reused_pages_are_skipped() {
+        with_segment(|seg| {
+            let (a, b, c) = (take(seg), take(seg), take(seg));
+            retire(seg, a, 100);
+            retire(seg, b, 101);
+            retire(seg, c, 102);
+            // a, the oldest, is taken again before anything falls due.
+            assert_eq!(take(seg), a);
+            // SAFETY: the test owns the segment.
+            assert_eq!(unsafe { purge_due(seg, 0, true) }, 2 * PAGE_SIZE);
+            let s = unsafe { &*seg };
+            assert_eq!(s.purge_pages, 0);
+            assert_ne!(s.dirty_pages & (1 << index(seg, a)), 0);
+        });
+    }
+
+    #[test]
+    fn take_page_prefers_the_waiting_page_closest_to_its_purge() {
+        with_segment(|seg| {
+            let pages = [take(seg), take(seg), take(seg), take(seg)];
+            let fresh = index(seg, pages[3]) + 1;
+            retire(seg, pages[2], 100);
+            retire(seg, pages[0], 105);
+            retire(seg, pages[1], 103);
+            // Oldest first, whatever the page order: the page saved from
+            // its purge is the one that would have gone first.
+            assert_eq!(take(seg), pages[2]);
+            assert_eq!(take(seg), pages[1]);
+            assert_eq!(take(seg), pages[0]);
+            // No page waiting: the lowest free page, never used.
+            assert_eq!(index(seg, take(seg)), fresh);
+        });
+    }
+
+    #[test]
+    fn take_page_passes_over_purged_pages_for_one_still_committed() {
+        with_segment(|seg| {
+            let (a, b) = (take(seg), take(seg));
+            retire(seg, a, 100);
+            retire(seg, b, 200);
+            // SAFETY: the test owns the segment.
+            assert_eq!(unsafe { purge_due(seg, 110, false) }, PAGE_SIZE);
+            // a (lower, but purged and so clean) is passed over for b.
+            let p = take(seg);
+            assert_eq!(p, b);
+            // SAFETY: p was just taken; b's memory was never purged.
+            assert!(!unsafe { (*p).zero });
+            let p = take(seg);
+            assert_eq!(p, a);
+            // SAFETY: as above; a's memory was purged.
+            assert!(unsafe { (*p).zero });
+        });
     }
 }
