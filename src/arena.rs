@@ -421,22 +421,24 @@ pub unsafe fn pop_abandoned(a: *mut Arena) -> *mut Segment {
 }
 
 /// A thread freed into an abandoned segment: collect under the lock, and
-/// release the segment if that emptied it. Ends the caller's in-flight
-/// mark (`Segment::xinflight`): the last freer of an empty segment
-/// releases it; any other leaves it to the freers still in flight.
+/// release the segment if that emptied it and no other cross-thread free
+/// into it is in flight. Ends the caller's mark: one of the segment's
+/// `xinflight` counts when `counted` (a thread without a heap), else its
+/// heap's `xfreeing`.
 ///
 /// # Safety
 /// `seg` is a mapped small segment on which the caller holds an in-flight
 /// mark.
 #[cold]
 #[inline(never)]
-pub unsafe fn reclaim_frees(seg: *mut Segment) {
+pub unsafe fn reclaim_frees(seg: *mut Segment, counted: bool) {
     // SAFETY: the segment's arena is static; our mark keeps seg mapped.
     let a = unsafe { &*(*seg).arena };
+    let mine = counted as u64;
     a.with(|inner| {
         // SAFETY: the lock is held; `abandoned` says no heap owns it.
         unsafe {
-            if (*seg).abandoned && tidy_abandoned(seg) && segment::quiescent(seg, 1) {
+            if (*seg).abandoned && tidy_abandoned(seg) && segment::quiescent(seg, mine) {
                 unlink_abandoned(a, inner, seg);
                 release_locked(inner, seg as *mut u8, segment::committed(seg));
             } else {
@@ -444,7 +446,18 @@ pub unsafe fn reclaim_frees(seg: *mut Segment) {
                 if (*seg).purge_pages != 0 && due != segment::NEVER && inner.purge_at == 0 {
                     inner.purge_at = due;
                 }
-                (*seg).xinflight.fetch_sub(1, Ordering::SeqCst);
+                if counted {
+                    (*seg).xinflight.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+            if !counted {
+                // The caller's mark ends under the lock too: a freer that
+                // takes the lock next must see it gone, or two last
+                // freers would each leave the release to the other (found
+                // by the model, `model/`).
+                (*crate::thread::heap())
+                    .xfreeing
+                    .store(0, Ordering::Release);
             }
         }
         purge_due_locked(inner, false);

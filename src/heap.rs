@@ -36,7 +36,7 @@ use crate::segment::{self, Padded, Segment};
 use crate::size_class::NUM_CLASSES;
 use crate::{options, os, thread};
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// A doubly linked list of pages (through `Page::next/prev`).
 #[derive(Clone, Copy)]
@@ -206,6 +206,12 @@ pub struct Heap {
     pub frees: [AtomicU64; NUM_CLASSES],
     /// Frees this thread made into other threads' segments.
     pub xfrees: AtomicU64,
+    /// The segment this thread is freeing a block into from another
+    /// thread's side, while it still touches its header after the block's
+    /// bit is set (0 otherwise): its owner releases no segment named here
+    /// (`segment::quiescent`). Written by this heap's thread only, with
+    /// plain stores, where a count in the segment took two atomic adds.
+    pub xfreeing: AtomicUsize,
     /// Large blocks this thread freed, kept for its next large `malloc`s.
     pub large_cache: crate::large::Cache,
     /// Bumped by other threads after freeing into a segment of this heap.
@@ -257,6 +263,7 @@ impl Heap {
             all_next: null_mut(),
             frees: [const { AtomicU64::new(0) }; NUM_CLASSES],
             xfrees: AtomicU64::new(0),
+            xfreeing: AtomicUsize::new(0),
             large_cache: crate::large::Cache::new(),
             xgen: Padded(AtomicU64::new(0)),
         }

@@ -412,10 +412,13 @@ fn bad_block(pg: &Page, a: usize, op: Op) {
 }
 
 /// A free by a thread that does not own the segment: lock-free. Its
-/// atomics: the in-flight count up and down, one `lock bts` on the xfree
-/// row, and, only when the page's bit in the segment's pending mask is
-/// clear (a plain load first), an atomic OR there (a compare-and-swap loop:
-/// the compiler does not turn this one into `lock bts`).
+/// atomics: one `lock bts` on the xfree row, and, only when the page's bit
+/// in the segment's pending mask is clear (a plain load first), an atomic
+/// OR there (a compare-and-swap loop: the compiler does not turn this one
+/// into `lock bts`). The free is announced in the freeing thread's own
+/// heap (`Heap::xfreeing`, two plain stores) rather than in the segment
+/// (two atomic adds on a line every freer into the segment shares); a
+/// thread without a heap counts in the segment's `xinflight`.
 #[inline(never)]
 unsafe fn free_remote(a: usize, pg: &Page, w: usize, b: u32, op: Op) {
     // The block's address comes first, and the segment is found from it:
@@ -429,11 +432,23 @@ unsafe fn free_remote(a: usize, pg: &Page, w: usize, b: u32, op: Op) {
     if pg.free_word(w).load(Ordering::Relaxed) & m != 0 {
         return bad_block(pg, a, op);
     }
+    let h = crate::thread::heap();
+    // SAFETY: h is the calling thread's heap or the sentinel; heaps are
+    // never unmapped.
+    let mark = unsafe { &(*h).xfreeing };
+    let own = h != crate::heap::empty_heap();
     crate::stats::note_free(pg.class as usize);
     // Announce the free before the block becomes free: from the xfree bit
     // on, the owner may collect it and find the segment empty, and it must
     // then leave the segment mapped until we are done with its header.
-    s.xinflight.fetch_add(1, Ordering::SeqCst);
+    // The plain store is enough: the `lock bts` below orders it before the
+    // bit (release), and an owner sees the bit only through a collection's
+    // atomic read (acquire) before it looks at the marks.
+    if own {
+        mark.store(seg as usize, Ordering::Relaxed);
+    } else {
+        s.xinflight.fetch_add(1, Ordering::SeqCst);
+    }
     // One bit set and its old value tested: `lock bts` (the mask comes
     // from a shift, so the compiler knows it is a single bit), not a loop.
     if pg.xfree_word(w).fetch_or(m, Ordering::SeqCst) & m != 0 {
@@ -449,26 +464,43 @@ unsafe fn free_remote(a: usize, pg: &Page, w: usize, b: u32, op: Op) {
     let owner = s.owner.load(Ordering::SeqCst);
     if owner.is_null() {
         // Abandoned: nobody will collect, so collect under the arena lock
-        // (which also ends our in-flight mark, releasing if we were last).
+        // (releasing the segment if that emptied it and no other free is
+        // in flight), which also ends our mark.
         // SAFETY: the segment is live; the arena serialises access.
-        return unsafe { crate::arena::reclaim_frees(seg) };
+        return unsafe { crate::arena::reclaim_frees(seg, !own) };
     }
     if first {
         // SAFETY: heaps are never unmapped (pooled), so `owner` is readable
         // even if its thread just exited; a stale bump only causes a scan.
         unsafe { (*owner).notify() };
     }
-    s.xinflight.fetch_sub(1, Ordering::SeqCst);
+    // Done with the header.
+    if own {
+        mark.store(0, Ordering::Release);
+    } else {
+        s.xinflight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
-/// True when no cross-thread free is in progress, so an empty segment may
-/// be released. `mine`: in-flight frees the caller itself accounts for.
+/// True when no cross-thread free into `seg` is in progress, so that the
+/// segment, if empty, may be released: no other thread's heap names it in
+/// `xfreeing` and its `xinflight` count (threads without a heap) is
+/// `mine`, the ones the caller itself accounts for. Segment releases are
+/// rare (4 MiB at a time), so the walk over every heap costs little.
 ///
 /// # Safety
 /// `seg` is a mapped small segment.
 pub unsafe fn quiescent(seg: *mut Segment, mine: u64) -> bool {
     // SAFETY: as the caller guarantees.
-    unsafe { (*seg).xinflight.load(Ordering::SeqCst) == mine }
+    if unsafe { (*seg).xinflight.load(Ordering::SeqCst) } != mine {
+        return false;
+    }
+    let me = crate::thread::heap() as *const Heap;
+    let mut busy = false;
+    crate::thread::for_each_heap(|h| {
+        busy |= !core::ptr::eq(h, me) && h.xfreeing.load(Ordering::Acquire) == seg as usize;
+    });
+    !busy
 }
 
 /// The usable size of the small block at `p`, if `p` is a live block.
@@ -560,6 +592,37 @@ mod tests {
     fn retire(seg: *mut Segment, page: *mut Page, now: u64) {
         // SAFETY: the page was taken by the test and holds no block.
         unsafe { retire_page(seg, page, now, 10) };
+    }
+
+    #[test]
+    fn a_segment_named_by_another_threads_free_in_flight_is_not_quiescent() {
+        with_segment(|seg| {
+            let at = seg as usize;
+            // SAFETY (whole test): the segment is mapped; heaps are never
+            // unmapped.
+            assert!(unsafe { quiescent(seg, 0) });
+            // Another thread, with a heap of its own (set up by its first
+            // allocation), in the middle of a cross-thread free into seg.
+            let (marked_tx, marked_rx) = std::sync::mpsc::channel();
+            let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+            let t = std::thread::spawn(move || {
+                unsafe { crate::raw::free(crate::raw::malloc(16)) };
+                let mark = unsafe { &(*crate::thread::heap()).xfreeing };
+                mark.store(at, Ordering::Relaxed);
+                marked_tx.send(()).unwrap();
+                go_rx.recv().unwrap();
+                mark.store(0, Ordering::Release);
+            });
+            marked_rx.recv().unwrap();
+            assert!(!unsafe { quiescent(seg, 0) });
+            // The in-flight count of threads without a heap counts too.
+            go_tx.send(()).unwrap();
+            t.join().unwrap();
+            assert!(unsafe { quiescent(seg, 0) });
+            unsafe { (*seg).xinflight.fetch_add(1, Ordering::SeqCst) };
+            assert!(!unsafe { quiescent(seg, 0) });
+            assert!(unsafe { quiescent(seg, 1) });
+        });
     }
 
     #[test]

@@ -153,6 +153,91 @@ fn one_at_a_time_freed_elsewhere() {
     freer.join().unwrap();
 }
 
+/// Three threads free the owner's blocks at once, dealt round-robin, so
+/// that they set bits of the same xfree words concurrently while the
+/// owner keeps allocating and collecting. A cross-thread free into a word
+/// that already holds an uncollected block touches nothing after its bit
+/// (the collection of that block takes the whole word): a lost bit would
+/// keep its page, and so the segment, in use for good (the segment count
+/// after the owner's exit catches it).
+fn many_freers_into_shared_words() {
+    let (txs, handles): (Vec<_>, Vec<_>) = (0..3)
+        .map(|_| {
+            let (tx, rx) = mpsc::sync_channel::<Vec<Block>>(4);
+            let h = thread::spawn(move || {
+                for batch in rx {
+                    for b in batch {
+                        b.free();
+                    }
+                }
+            });
+            (tx, h)
+        })
+        .unzip();
+    let mut serial = 0u64;
+    for round in 0..3_000 {
+        let mut batches: Vec<Vec<Block>> = (0..3).map(|_| Vec::new()).collect();
+        for k in 0..96 {
+            batches[k % 3].push(Block::new(serial));
+            serial += 1;
+        }
+        for (tx, batch) in txs.iter().zip(batches) {
+            tx.send(batch).unwrap();
+        }
+        if round % 500 == 0 {
+            // Let the freers drain now and then, so that pages empty and
+            // are retired while the owner is alive.
+            thread::yield_now();
+        }
+    }
+    drop(txs);
+    for h in handles {
+        h.join().unwrap();
+    }
+}
+
+/// The blocks of a page's last free-row word (whose unused high bits,
+/// past the page's last block, are always set) freed by another thread
+/// after the owner collected every other free of the page: the first of
+/// them must still flag the page for collection, the pad bits promising
+/// none. Otherwise the page keeps them as in use and its segment is never
+/// released (the segment count after the owner's exit catches it).
+fn last_word_freed_elsewhere_after_a_collection() {
+    const CAP: usize = 65536 / SIZE;
+    let (tx, rx) = mpsc::sync_channel::<Vec<Block>>(0);
+    let (done_tx, done_rx) = mpsc::sync_channel::<()>(0);
+    let freer = thread::spawn(move || {
+        for batch in rx {
+            for b in batch {
+                b.free();
+            }
+            done_tx.send(()).unwrap();
+        }
+    });
+    let blocks: Vec<Block> = (0..2 * CAP as u64).map(Block::new).collect();
+    // The fresh thread's first page: the one holding the first block.
+    let page = blocks[0].0 as usize & !0xffff;
+    let (first, rest): (Vec<Block>, Vec<Block>) = blocks
+        .into_iter()
+        .partition(|b| b.0 as usize & !0xffff == page);
+    assert_eq!(first.len(), CAP, "the first page holds CAP blocks");
+    let (last_word, others): (Vec<Block>, Vec<Block>) = first
+        .into_iter()
+        .partition(|b| (b.0 as usize & 0xffff) / SIZE >= CAP / 64 * 64);
+    assert!(!last_word.is_empty());
+    tx.send(others).unwrap();
+    done_rx.recv().unwrap();
+    // Collects the frees so far (the page's xfree row is now empty).
+    raw::trim();
+    tx.send(last_word).unwrap();
+    done_rx.recv().unwrap();
+    drop(tx);
+    freer.join().unwrap();
+    for b in rest {
+        b.free();
+    }
+}
+
 #[test]
 fn page_counts_stay_exact() {
     let (segs0, small0) = in_use();
@@ -162,6 +247,22 @@ fn page_counts_stay_exact() {
 
     thread::spawn(churn_with_remote_frees).join().unwrap();
     assert_eq!(in_use(), (segs0, small0), "after cross-thread frees");
+
+    thread::spawn(many_freers_into_shared_words).join().unwrap();
+    assert_eq!(
+        in_use(),
+        (segs0, small0),
+        "after three threads freeing into shared words"
+    );
+
+    thread::spawn(last_word_freed_elsewhere_after_a_collection)
+        .join()
+        .unwrap();
+    assert_eq!(
+        in_use(),
+        (segs0, small0),
+        "after a last word freed elsewhere"
+    );
 
     thread::spawn(one_at_a_time_freed_elsewhere).join().unwrap();
     assert_eq!(

@@ -11,6 +11,10 @@
 //!
 //! - the segment header atomics: `owner`, the page's `xfree` row (one word),
 //!   `xpending`, `xinflight`;
+//! - the freeing threads' in-flight marks (`Heap::xfreeing`): blocks 0 and
+//!   1 are freed by threads with a heap, which mark their own heap; block
+//!   2 (`BLOCKS - 1`) by a thread without one, which counts in
+//!   `xinflight`;
 //! - the owner-only state (the page's `free` row and `used`, whether the
 //!   page is in use), in a loom `UnsafeCell`: loom reports any access to it
 //!   that is not ordered with another (two parties believing they own it);
@@ -139,24 +143,34 @@ pub struct Heap {
 pub enum Mutation {
     /// The protocol of `src/`.
     None,
-    /// A freer does not announce itself in `xinflight` (the bug fixed in
-    /// commit cf819d5: an owner could release the segment under a freer).
+    /// A freer does not announce itself, neither in its heap's mark nor in
+    /// `xinflight` (the bug fixed in commit cf819d5: an owner could release
+    /// the segment under a freer).
     NoInflight,
     /// A freer loads `owner` before setting its `xfree` bit.
     OwnerLoadFirst,
     /// `SeqCst` operations are only `AcqRel`.
     NoSeqCst,
-    /// `reclaim_frees` requires no freer at all in flight (`quiescent(0)`),
-    /// forgetting its own mark.
+    /// `reclaim_frees` requires no freer at all in flight, forgetting its
+    /// own mark (`quiescent` counting the caller's heap, or `mine` 0 for a
+    /// thread without a heap).
     ReclaimQuiescentZero,
     /// The owner does not check `quiescent` before releasing.
     ReleaseWithoutQuiescent,
+    /// A freer with a heap marks it only after setting its `xfree` bit.
+    MarkAfterBit,
+    /// `quiescent` looks at `xinflight` only, not at the heaps' marks.
+    MarksIgnored,
 }
 
 /// One segment, two heaps (ids 1 and 2), one arena lock.
 pub struct World {
     mutation: Mutation,
     seg: Seg,
+    /// The freeing heaps' `Heap::xfreeing` marks, one per block (block
+    /// `b`'s freer; 1 = names the segment): a thread frees one block at a
+    /// time, so per-block marks behave as its heap's one mark.
+    marks: [AtomicUsize; BLOCKS],
     heaps: [Heap; 2],
     /// The arena lock (src/arena.rs `Arena::lock`).
     arena: Mutex<()>,
@@ -192,6 +206,11 @@ impl World {
                 mapped: UnsafeCell::new(true),
                 releases: AtomicUsize::new(0),
             },
+            marks: [
+                AtomicUsize::new(0),
+                AtomicUsize::new(0),
+                AtomicUsize::new(0),
+            ],
             heaps: [heap(1), heap(2)],
             arena: Mutex::new(()),
         })
@@ -240,15 +259,22 @@ impl World {
     // The freeing side
 
     /// src/segment.rs `free_remote`: a thread that does not own the
-    /// segment frees block `b`.
+    /// segment frees block `b` (block `BLOCKS - 1` by a thread without a
+    /// heap).
     pub fn free_remote(&self, b: usize) {
         let s = &self.seg;
         let m = 1u64 << b;
+        let orphan = b == BLOCKS - 1;
         let inflight = self.mutation != Mutation::NoInflight;
-        // xinflight.fetch_add(1, SeqCst): announce the free first.
+        // Announce the free first: `mark.store(seg, Relaxed)` in the
+        // freer's heap, or `xinflight.fetch_add(1, SeqCst)` without one.
         if inflight {
-            self.sc(AcqRel, |o| s.xinflight.fetch_add(1, o));
-            self.touch();
+            if orphan {
+                self.sc(AcqRel, |o| s.xinflight.fetch_add(1, o));
+                self.touch();
+            } else if self.mutation != Mutation::MarkAfterBit {
+                self.marks[b].store(1, Relaxed);
+            }
         }
         let early_owner = (self.mutation == Mutation::OwnerLoadFirst).then(|| {
             let owner = self.sc(Acquire, |o| s.owner.load(o));
@@ -259,6 +285,9 @@ impl World {
         let old = self.sc(AcqRel, |o| s.xfree.fetch_or(m, o));
         self.touch();
         assert_eq!(old & m, 0, "double free of block {b}");
+        if self.mutation == Mutation::MarkAfterBit && !orphan {
+            self.marks[b].store(1, Relaxed);
+        }
         // `xpending.load(SeqCst) & pbit == 0 && xpending.fetch_or(pbit,
         // SeqCst) & pbit == 0`: the page's pending bit, set only when it is
         // clear; `first` when this freer set it (and so notifies).
@@ -279,7 +308,7 @@ impl World {
             // Without the mark the freer's protocol is otherwise the same.
             if owner == 0 {
                 let _g = self.arena.lock().unwrap();
-                if self.abandoned() && self.tidy_abandoned() && self.quiescent(0) {
+                if self.abandoned() && self.tidy_abandoned() && self.quiescent(0, None) {
                     self.set_abandoned(false);
                     self.release();
                 }
@@ -291,48 +320,70 @@ impl World {
             return;
         }
         if owner == 0 {
-            // Abandoned: collect under the arena lock (ends our mark).
-            self.reclaim_frees();
-            return;
-        }
-        if first {
+            // Abandoned: collect under the arena lock, which ends the mark
+            // or count.
+            self.reclaim_frees(b);
+        } else if first {
             // (*owner).notify(): xgen.fetch_add(1, Release). Heaps are
             // never unmapped, so a stale owner is harmless.
             self.heap(owner).xgen.fetch_add(1, Release);
         }
-        // xinflight.fetch_sub(1, SeqCst): the last touch. It is checked
-        // just before: once the decrement is done the segment may rightly
-        // be released, and a releaser that saw it is ordered after all the
-        // freer did before.
-        self.touch();
-        self.sc(AcqRel, |o| s.xinflight.fetch_sub(1, o));
+        // The last touch: `mark.store(0, Release)`, or (owner seen)
+        // `xinflight.fetch_sub(1, SeqCst)`. It is checked just before: once
+        // the mark is gone the segment may rightly be released, and a
+        // releaser that saw it gone is ordered after all the freer did.
+        if orphan {
+            if owner != 0 {
+                self.touch();
+                self.sc(AcqRel, |o| s.xinflight.fetch_sub(1, o));
+            }
+        } else if owner != 0 {
+            self.touch();
+            self.marks[b].store(0, Release);
+        }
     }
 
-    /// src/arena.rs `reclaim_frees`: a freer that found no owner.
-    fn reclaim_frees(&self) {
+    /// src/arena.rs `reclaim_frees`: the freer of block `b` found no owner.
+    fn reclaim_frees(&self, b: usize) {
         let _g = self.arena.lock().unwrap();
-        // `abandoned && tidy_abandoned(seg) && quiescent(seg, 1)`
-        let mine = if self.mutation == Mutation::ReclaimQuiescentZero {
-            0
-        } else {
-            1
+        let orphan = b == BLOCKS - 1;
+        let forget = self.mutation == Mutation::ReclaimQuiescentZero;
+        // `abandoned && tidy_abandoned(seg) && quiescent(seg, counted)`,
+        // `quiescent` passing over the caller's own heap.
+        let (mine, me) = match (orphan, forget) {
+            (true, false) => (1, None),
+            (true, true) => (0, None),
+            (false, false) => (0, Some(b)),
+            (false, true) => (0, None),
         };
-        if self.abandoned() && self.tidy_abandoned() && self.quiescent(mine) {
+        if self.abandoned() && self.tidy_abandoned() && self.quiescent(mine, me) {
             // unlink_abandoned + release_locked
             self.set_abandoned(false);
             self.release();
-        } else {
+        } else if orphan {
             self.touch();
             self.sc(AcqRel, |o| self.seg.xinflight.fetch_sub(1, o));
+        } else {
+            self.touch();
+        }
+        if !orphan {
+            // The mark ends under the lock too: a freer that takes the lock
+            // next must see it gone, or two last freers each leave the
+            // release to the other.
+            self.marks[b].store(0, Release);
         }
     }
 
     // -----------------------------------------------------------------
     // The collecting side
 
-    /// src/segment.rs `quiescent`: `xinflight.load(SeqCst) == mine`.
-    fn quiescent(&self, mine: u64) -> bool {
+    /// src/segment.rs `quiescent`: `xinflight.load(SeqCst) == mine`, and
+    /// no heap but the caller's (`me`: the freer of that block) marks the
+    /// segment (`xfreeing.load(Acquire)`).
+    fn quiescent(&self, mine: u64, me: Option<usize>) -> bool {
         self.sc(Acquire, |o| self.seg.xinflight.load(o)) == mine
+            && (self.mutation == Mutation::MarksIgnored
+                || (0..BLOCKS).all(|i| Some(i) == me || self.marks[i].load(Acquire) == 0))
     }
 
     /// src/segment.rs `collect_pending` with src/page.rs `Page::collect`:
@@ -402,7 +453,7 @@ impl World {
         // owner_tid.store(NO_OWNER, SeqCst); owner.store(null, SeqCst)
         self.sc(Release, |o| self.seg.owner.store(0, o));
         let _g = self.arena.lock().unwrap();
-        if self.tidy_abandoned() && self.quiescent(0) {
+        if self.tidy_abandoned() && self.quiescent(0, None) {
             self.release();
             return;
         }
@@ -429,7 +480,7 @@ impl World {
             !st.page_in_use
         });
         // `used_pages == 0 && quiescent(seg, 0)`: release; else keep.
-        if empty && self.quiescent(0) {
+        if empty && self.quiescent(0, None) {
             let _g = self.arena.lock().unwrap(); // arena::release_segment
             self.release();
         } else {
@@ -470,7 +521,9 @@ impl World {
                 false
             }
         });
-        if retired && (self.mutation == Mutation::ReleaseWithoutQuiescent || self.quiescent(0)) {
+        if retired
+            && (self.mutation == Mutation::ReleaseWithoutQuiescent || self.quiescent(0, None))
+        {
             self.heap(h).owns.with_mut(|o| unsafe { *o = false });
             let _g = self.arena.lock().unwrap(); // arena::release_segment
             self.release();
@@ -501,7 +554,7 @@ impl World {
     /// if empty and quiescent.
     pub fn trim(&self) {
         let _g = self.arena.lock().unwrap();
-        if self.abandoned() && self.tidy_abandoned() && self.quiescent(0) {
+        if self.abandoned() && self.tidy_abandoned() && self.quiescent(0, None) {
             self.set_abandoned(false);
             self.release();
         }

@@ -45,6 +45,30 @@ fn abandon_and_freer(m: Mutation) {
     });
 }
 
+/// Two freers of an owned segment whose owner freed its own block and
+/// collects: the second freer's bit may be collected (the first set the
+/// page's pending bit) before that freer is done with the header.
+fn two_freers_and_owner(m: Mutation) {
+    model(move || {
+        let w = World::with_mutation(1, m);
+        w.free_local(1, 2);
+        let rs: Vec<_> = [0, 1]
+            .into_iter()
+            .map(|b| {
+                let w = w.clone();
+                thread::spawn(move || w.free_remote(b))
+            })
+            .collect();
+        w.owner_slow_path(1, true);
+        for r in rs {
+            r.join().unwrap();
+        }
+        w.owner_slow_path(1, true);
+        w.abandon(1);
+        w.check_final(ALL, "two_freers_and_owner");
+    });
+}
+
 /// Two freers of the last blocks of an abandoned segment.
 fn last_freers(m: Mutation) {
     model(move || {
@@ -90,10 +114,23 @@ fn caught_release_without_quiescence() {
     owner_and_freer(Mutation::ReleaseWithoutQuiescent);
 }
 
+#[test]
+#[should_panic]
+fn caught_mark_after_the_xfree_bit() {
+    two_freers_and_owner(Mutation::MarkAfterBit);
+}
+
+#[test]
+#[should_panic]
+fn caught_release_ignoring_the_heaps_marks() {
+    owner_and_freer(Mutation::MarksIgnored);
+}
+
 /// The unmutated protocol passes the same scenarios.
 #[test]
 fn unmutated_passes_the_mutation_scenarios() {
     owner_and_freer(Mutation::None);
     abandon_and_freer(Mutation::None);
     last_freers(Mutation::None);
+    two_freers_and_owner(Mutation::None);
 }
