@@ -626,6 +626,47 @@ mod tests {
     }
 
     #[test]
+    fn a_fork_child_drops_the_marks_of_threads_it_lost() {
+        with_segment(|seg| {
+            let at = seg as usize;
+            let (marked_tx, marked_rx) = std::sync::mpsc::channel();
+            let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+            // A thread caught in the middle of a cross-thread free into seg
+            // when the process forks (its heap set up, so fork handlers are
+            // registered).
+            let t = std::thread::spawn(move || {
+                // SAFETY: heaps are never unmapped.
+                unsafe { crate::raw::free(crate::raw::malloc(16)) };
+                let mark = unsafe { &(*crate::thread::heap()).xfreeing };
+                mark.store(at, Ordering::Relaxed);
+                marked_tx.send(()).unwrap();
+                go_rx.recv().unwrap();
+                mark.store(0, Ordering::Release);
+            });
+            marked_rx.recv().unwrap();
+            // SAFETY: the child only reads memory and `_exit`s.
+            let pid = unsafe { libc::fork() };
+            assert!(pid >= 0);
+            if pid == 0 {
+                // SAFETY: the segment is mapped in the child as well.
+                let ok = unsafe { quiescent(at as *mut Segment, 0) };
+                unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+            }
+            let mut status = 0;
+            // SAFETY: pid is our child.
+            assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+            // In the parent the thread is alive and still marks seg.
+            assert!(!unsafe { quiescent(seg, 0) });
+            go_tx.send(()).unwrap();
+            t.join().unwrap();
+            assert!(
+                libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+                "the child still saw the lost thread's mark (status {status})"
+            );
+        });
+    }
+
+    #[test]
     fn each_retired_page_waits_its_own_whole_delay() {
         with_segment(|seg| {
             let (a, b) = (take(seg), take(seg));

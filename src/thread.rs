@@ -275,10 +275,21 @@ extern "C" fn fork_child() {
 }
 
 /// Every tinymalloc lock is held across fork, so the child finds none held
-/// by a thread that does not exist there.
+/// by a thread that does not exist there. In the child, the in-flight
+/// marks of the threads that did not come along (caught in the middle of
+/// a cross-thread free) are dropped: they will never end, and would keep
+/// the segments they name from ever being released.
 fn fork(phase: ForkPhase) {
     arena::fork_locks(phase);
     crate::huge::fork_lock(phase);
     crate::secure::fork_locks(phase);
     phase.apply(&POOL_LOCK);
+    if let ForkPhase::Child = phase {
+        let me = heap() as *const Heap;
+        for_each_heap(|h| {
+            if !core::ptr::eq(h, me) {
+                h.xfreeing.store(0, Ordering::Relaxed);
+            }
+        });
+    }
 }
