@@ -594,31 +594,41 @@ mod tests {
         unsafe { retire_page(seg, page, now, 10) };
     }
 
+    /// A thread with a heap of its own (set up by its first allocation,
+    /// which also registers the fork handlers), caught in the middle of a
+    /// cross-thread free into `seg`: its heap names `seg` until the
+    /// returned sender is used; then it ends.
+    fn thread_freeing_into(
+        seg: *mut Segment,
+    ) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+        let at = seg as usize;
+        let (marked_tx, marked_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            // SAFETY: a block of our own; heaps are never unmapped.
+            unsafe { crate::raw::free(crate::raw::malloc(16)) };
+            let mark = unsafe { &(*crate::thread::heap()).xfreeing };
+            mark.store(at, Ordering::Relaxed);
+            marked_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+            mark.store(0, Ordering::Release);
+        });
+        marked_rx.recv().unwrap();
+        (go_tx, t)
+    }
+
     #[test]
     fn a_segment_named_by_another_threads_free_in_flight_is_not_quiescent() {
         with_segment(|seg| {
-            let at = seg as usize;
             // SAFETY (whole test): the segment is mapped; heaps are never
             // unmapped.
             assert!(unsafe { quiescent(seg, 0) });
-            // Another thread, with a heap of its own (set up by its first
-            // allocation), in the middle of a cross-thread free into seg.
-            let (marked_tx, marked_rx) = std::sync::mpsc::channel();
-            let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
-            let t = std::thread::spawn(move || {
-                unsafe { crate::raw::free(crate::raw::malloc(16)) };
-                let mark = unsafe { &(*crate::thread::heap()).xfreeing };
-                mark.store(at, Ordering::Relaxed);
-                marked_tx.send(()).unwrap();
-                go_rx.recv().unwrap();
-                mark.store(0, Ordering::Release);
-            });
-            marked_rx.recv().unwrap();
+            let (go, t) = thread_freeing_into(seg);
             assert!(!unsafe { quiescent(seg, 0) });
-            // The in-flight count of threads without a heap counts too.
-            go_tx.send(()).unwrap();
+            go.send(()).unwrap();
             t.join().unwrap();
             assert!(unsafe { quiescent(seg, 0) });
+            // The in-flight count of threads without a heap counts too.
             unsafe { (*seg).xinflight.fetch_add(1, Ordering::SeqCst) };
             assert!(!unsafe { quiescent(seg, 0) });
             assert!(unsafe { quiescent(seg, 1) });
@@ -628,28 +638,13 @@ mod tests {
     #[test]
     fn a_fork_child_drops_the_marks_of_threads_it_lost() {
         with_segment(|seg| {
-            let at = seg as usize;
-            let (marked_tx, marked_rx) = std::sync::mpsc::channel();
-            let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
-            // A thread caught in the middle of a cross-thread free into seg
-            // when the process forks (its heap set up, so fork handlers are
-            // registered).
-            let t = std::thread::spawn(move || {
-                // SAFETY: heaps are never unmapped.
-                unsafe { crate::raw::free(crate::raw::malloc(16)) };
-                let mark = unsafe { &(*crate::thread::heap()).xfreeing };
-                mark.store(at, Ordering::Relaxed);
-                marked_tx.send(()).unwrap();
-                go_rx.recv().unwrap();
-                mark.store(0, Ordering::Release);
-            });
-            marked_rx.recv().unwrap();
+            let (go, t) = thread_freeing_into(seg);
             // SAFETY: the child only reads memory and `_exit`s.
             let pid = unsafe { libc::fork() };
             assert!(pid >= 0);
             if pid == 0 {
                 // SAFETY: the segment is mapped in the child as well.
-                let ok = unsafe { quiescent(at as *mut Segment, 0) };
+                let ok = unsafe { quiescent(seg, 0) };
                 unsafe { libc::_exit(if ok { 0 } else { 1 }) };
             }
             let mut status = 0;
@@ -657,7 +652,7 @@ mod tests {
             assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
             // In the parent the thread is alive and still marks seg.
             assert!(!unsafe { quiescent(seg, 0) });
-            go_tx.send(()).unwrap();
+            go.send(()).unwrap();
             t.join().unwrap();
             assert!(
                 libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
