@@ -284,24 +284,30 @@ impl Page {
     /// were collected, or the index of a block found freed twice.
     pub fn collect(&mut self) -> Result<u32, usize> {
         let mut n = 0;
-        let cap = self.cap as usize;
         for w in 0..self.nwords() {
-            let x = self.xfree_word(w);
-            // Pad bits (past `cap`) stay.
-            let valid = valid_bits(cap, w);
-            if x.load(Relaxed) & valid == 0 {
-                continue;
-            }
-            let bits = x.fetch_and(!valid, core::sync::atomic::Ordering::Acquire) & valid;
-            let f = self.free_word(w).load(Relaxed);
-            // A block freed by its owner while its cross-thread free was
-            // pending would have both bits: a double free.
-            if f & bits != 0 {
-                return Err(w * 64 + (f & bits).trailing_zeros() as usize);
-            }
-            self.free_word(w).store(f | bits, Relaxed);
-            n += bits.count_ones();
+            n += self.collect_word(w)?;
         }
+        Ok(n)
+    }
+
+    /// [`Page::collect`] for word `w < nwords()` alone: what a thread
+    /// freeing into an abandoned segment collects (its own block's word).
+    pub fn collect_word(&mut self, w: usize) -> Result<u32, usize> {
+        let x = self.xfree_word(w);
+        // Pad bits (past `cap`) stay.
+        let valid = valid_bits(self.cap as usize, w);
+        if x.load(Relaxed) & valid == 0 {
+            return Ok(0);
+        }
+        let bits = x.fetch_and(!valid, core::sync::atomic::Ordering::Acquire) & valid;
+        let f = self.free_word(w).load(Relaxed);
+        // A block freed by its owner while its cross-thread free was
+        // pending would have both bits: a double free.
+        if f & bits != 0 {
+            return Err(w * 64 + (f & bits).trailing_zeros() as usize);
+        }
+        self.free_word(w).store(f | bits, Relaxed);
+        let n = bits.count_ones();
         if n > 0 {
             self.left -= n as i16;
             self.zero = false;

@@ -467,7 +467,7 @@ unsafe fn free_remote(a: usize, pg: &Page, w: usize, b: u32, op: Op) {
         // (releasing the segment if that emptied it and no other free is
         // in flight), which also ends our mark.
         // SAFETY: the segment is live; the arena serialises access.
-        return unsafe { crate::arena::reclaim_frees(seg, !own) };
+        return unsafe { crate::arena::reclaim_frees(seg, a, w, !own) };
     }
     if first {
         // SAFETY: heaps are never unmapped (pooled), so `owner` is readable
@@ -528,6 +528,32 @@ pub unsafe fn block_is_zero(p: *mut u8) -> bool {
     // SAFETY: p is a live small block.
     let s = unsafe { &*segment_of(a) };
     s.pages[(a >> PAGE_SHIFT) & (PAGES - 1)].zero
+}
+
+/// Collects word `w` of the page holding address `a` alone (the word in
+/// which a thread freeing into the abandoned `seg` set its block's bit),
+/// if that page is still in use and has such a word (another freer may
+/// have collected the bit, emptied the page and retired it meanwhile).
+/// Returns the page and how many blocks came back. `xpending` is left as
+/// it is: whoever adopts the segment collects every marked page, and
+/// finds what was collected here gone.
+///
+/// # Safety
+/// The segment is abandoned and the caller holds its arena's lock.
+pub unsafe fn collect_word(seg: *mut Segment, a: usize, w: usize) -> Option<(*mut Page, u32)> {
+    // SAFETY: as the caller guarantees.
+    let pg = unsafe { &mut (*seg).pages[(a >> PAGE_SHIFT) & (PAGES - 1)] };
+    if pg.bsize == 0 || w >= pg.nwords() {
+        return None;
+    }
+    match pg.collect_word(w) {
+        Ok(n) => Some((pg as *mut Page, n)),
+        Err(b) => fatal(
+            Op::Free,
+            Fault::DoubleFree,
+            pg.start + b * pg.bsize as usize,
+        ),
+    }
 }
 
 /// Collects the cross-thread frees of every page marked in `xpending`,

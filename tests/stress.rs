@@ -336,10 +336,11 @@ const CASE_VAR: &str = "TM_TEST_STRESS_CHILD";
 
 /// Two threads free, at the same moment, the last two blocks of a segment
 /// whose owner has exited (an abandoned segment). Both frees take the
-/// abandoned path (`arena::reclaim_frees`); the first to get the arena lock
-/// collects both blocks, finds the segment empty and releases it, which
-/// unmaps it when the arena's segment cache is full. The second must not
-/// touch the segment after that. Many such races are run; the work runs in
+/// abandoned path (`arena::reclaim_frees`); each collects its own block's
+/// word under the arena lock (the blocks lie in different pages), and the
+/// one that finds the segment empty with no other free in flight releases
+/// it, which unmaps it when the arena's segment cache is full. The other
+/// must not touch the segment after that, and one of them must release it. Many such races are run; the work runs in
 /// a child process so that a crash is reported as a failure of this test.
 #[test]
 fn racing_last_frees_of_abandoned_segments() {
@@ -440,6 +441,9 @@ fn racing_last_frees_child() {
         }
         races += pairs.len();
     }
+    // The last freer of each segment released it: no trim needed.
+    let s = tinymalloc::stats();
+    assert_eq!(s.abandoned_segments, 0, "before trim: {s:?}");
     raw::trim();
     let s = tinymalloc::stats();
     eprintln!("{races} racing pairs of last frees; {s:?}");

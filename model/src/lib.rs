@@ -161,6 +161,9 @@ pub enum Mutation {
     MarkAfterBit,
     /// `quiescent` looks at `xinflight` only, not at the heaps' marks.
     MarksIgnored,
+    /// `reclaim_word` collects the freer's word but leaves a page it
+    /// emptied in use (as if only a whole-segment tidy retired pages).
+    ReclaimKeepsPage,
 }
 
 /// One segment, two heaps (ids 1 and 2), one arena lock.
@@ -308,7 +311,7 @@ impl World {
             // Without the mark the freer's protocol is otherwise the same.
             if owner == 0 {
                 let _g = self.arena.lock().unwrap();
-                if self.abandoned() && self.tidy_abandoned() && self.quiescent(0, None) {
+                if self.abandoned() && self.reclaim_word() && self.quiescent(0, None) {
                     self.set_abandoned(false);
                     self.release();
                 }
@@ -348,7 +351,7 @@ impl World {
         let _g = self.arena.lock().unwrap();
         let orphan = b == BLOCKS - 1;
         let forget = self.mutation == Mutation::ReclaimQuiescentZero;
-        // `abandoned && tidy_abandoned(seg) && quiescent(seg, counted)`,
+        // `abandoned && reclaim_word(seg, a, w) && quiescent(seg, counted)`,
         // `quiescent` passing over the caller's own heap.
         let (mine, me) = match (orphan, forget) {
             (true, false) => (1, None),
@@ -356,7 +359,7 @@ impl World {
             (false, false) => (0, Some(b)),
             (false, true) => (0, None),
         };
-        if self.abandoned() && self.tidy_abandoned() && self.quiescent(mine, me) {
+        if self.abandoned() && self.reclaim_word() && self.quiescent(mine, me) {
             // unlink_abandoned + release_locked
             self.set_abandoned(false);
             self.release();
@@ -415,6 +418,30 @@ impl World {
             st.free_row |= bits;
             st.used -= bits.count_ones();
             bits.count_ones()
+        })
+    }
+
+    /// src/arena.rs `reclaim_word` with src/segment.rs `collect_word`: the
+    /// freer's own word of the page (the model's page has one), collected
+    /// without touching `xpending`, and the page retired if that emptied
+    /// it; true when the segment is empty. Lock held.
+    fn reclaim_word(&self) -> bool {
+        let s = &self.seg;
+        self.owned(|st| {
+            // `if pg.bsize == 0 || w >= pg.nwords() { return None }`
+            if st.page_in_use {
+                // Page::collect_word, as in `collect_pending`.
+                if s.xfree.load(Relaxed) != 0 {
+                    let bits = s.xfree.swap(0, Acquire);
+                    assert_eq!(st.free_row & bits, 0, "a block collected twice");
+                    st.free_row |= bits;
+                    st.used -= bits.count_ones();
+                    if bits != 0 && st.used == 0 && self.mutation != Mutation::ReclaimKeepsPage {
+                        st.page_in_use = false; // segment::retire_page
+                    }
+                }
+            }
+            !st.page_in_use
         })
     }
 

@@ -126,6 +126,12 @@ fn caught_release_ignoring_the_heaps_marks() {
     owner_and_freer(Mutation::MarksIgnored);
 }
 
+#[test]
+#[should_panic]
+fn caught_reclaim_leaving_the_emptied_page() {
+    last_freers(Mutation::ReclaimKeepsPage);
+}
+
 /// The unmutated protocol passes the same scenarios.
 #[test]
 fn unmutated_passes_the_mutation_scenarios() {
