@@ -239,8 +239,22 @@ pub unsafe fn realloc_aligned(p: *mut u8, size: usize, align: usize) -> *mut u8 
     if !align.is_power_of_two() {
         return core::ptr::null_mut();
     }
-    let kind = segmap::kind_of(p as usize);
     let aligned = (p as usize) % align == 0;
+    if segmap::is_small(p as usize) {
+        // The common case on its own (a block of a default-mode small
+        // segment: one map test, one validation), about 60 instructions
+        // fewer than the general lookup below.
+        // SAFETY: the chunk map says p lies in such a segment.
+        let Some(usable) = (unsafe { segment::usable(p) }) else {
+            crate::error::fatal(Op::Realloc, crate::error::Fault::Invalid, p as usize)
+        };
+        if aligned && size <= usable && (size >= usable / 2 || usable <= 64) {
+            return p;
+        }
+        // SAFETY: p is a validated live block of `usable` bytes.
+        return unsafe { realloc_move(p, size, align, usable) };
+    }
+    let kind = segmap::kind_of(p as usize);
     // SAFETY: validates p (aborting on a bad pointer) and returns its size.
     let usable = unsafe { usable_of(p, Op::Realloc) };
     if aligned {
@@ -267,6 +281,17 @@ pub unsafe fn realloc_aligned(p: *mut u8, size: usize, align: usize) -> *mut u8 
             }
         }
     }
+    // SAFETY: forwarded: p is a validated live block of `usable` bytes.
+    unsafe { realloc_move(p, size, align, usable) }
+}
+
+/// `realloc` into a new block: allocate, copy, free the old one (left
+/// untouched, and NULL returned, when the allocation fails).
+///
+/// # Safety
+/// `p` is a validated live block of `usable` bytes; `align` is a power of
+/// two.
+unsafe fn realloc_move(p: *mut u8, size: usize, align: usize, usable: usize) -> *mut u8 {
     // SAFETY: a fresh allocation.
     let q = unsafe { malloc_aligned(size, align) };
     if q.is_null() {
@@ -275,7 +300,7 @@ pub unsafe fn realloc_aligned(p: *mut u8, size: usize, align: usize) -> *mut u8 
     // SAFETY: both blocks hold at least min(size, usable) bytes and are
     // distinct live blocks.
     unsafe { core::ptr::copy_nonoverlapping(p, q, size.min(usable)) };
-    // SAFETY: p was validated above and is freed once.
+    // SAFETY: p was validated by the caller and is freed once.
     unsafe { free_op(p, Op::Realloc) };
     q
 }

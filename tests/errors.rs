@@ -420,6 +420,21 @@ fn realloc_of_freed_pointer() {
 }
 
 #[test]
+fn realloc_of_interior_pointer_small() {
+    expect_abort(
+        "realloc_of_interior_pointer_small",
+        // SAFETY: deliberate misuse.
+        || unsafe {
+            let p = raw::malloc(100);
+            let q = raw::realloc(p.add(16), 200);
+            std::hint::black_box((p, q));
+        },
+        &["realloc()"],
+        &["invalid pointer"],
+    );
+}
+
+#[test]
 fn realloc_of_freed_large_pointer() {
     expect_abort(
         "realloc_of_freed_large_pointer",
