@@ -404,7 +404,44 @@ unsafe fn alloc_slow(h: *mut Heap, cls: usize, size: usize) -> *mut u8 {
         return unsafe { crate::raw::secure_malloc(size) };
     }
     // SAFETY: h is the calling thread's heap (or the sentinel).
-    unsafe { refill(h, cls, size) }
+    unsafe {
+        let p = next_word(h, cls, size);
+        if !p.is_null() {
+            return p;
+        }
+        refill(h, cls, size)
+    }
+}
+
+/// The slow path's common case on its own: the current page of `cls` has
+/// another word with free blocks, and no cross-thread free was signalled
+/// (so nothing is to be collected first). About half the instructions of
+/// the general path, which saves and restores six registers and checks
+/// the page and the mode again to mirror it. Null when this does not
+/// apply. Default mode only.
+///
+/// # Safety
+/// `h` is the calling thread's heap or the sentinel.
+#[inline(always)]
+unsafe fn next_word(h: *mut Heap, cls: usize, size: usize) -> *mut u8 {
+    // SAFETY: h is readable (a heap or the sentinel, whose page of every
+    // class is the sentinel page); pages reached are this heap's.
+    unsafe {
+        let hp = &mut *h;
+        let page = hp.pages[cls];
+        if page == empty_page()
+            || hp.xgen.0.load(Ordering::Relaxed) != hp.xgen_seen
+            || !(*page).advance()
+        {
+            return null_mut();
+        }
+        // `mirror` for a page that stays current: its block size is the
+        // same, its word and first block moved.
+        hp.fast.cur[cls] = (*page).cur;
+        hp.fast.base[cls] = (*page).word_base;
+        add(&hp.requested, size as u64);
+        take_block_counted(hp, cls, page)
+    }
 }
 
 /// Takes a block of class `cls` for the calling thread without the fast
