@@ -242,7 +242,7 @@ pub unsafe fn realloc_aligned(p: *mut u8, size: usize, align: usize) -> *mut u8 
     let aligned = (p as usize) % align == 0;
     if segmap::is_small(p as usize) {
         // The common case on its own (a block of a default-mode small
-        // segment: one map test, one validation), about 60 instructions
+        // segment: one map test, one validation), about 50 instructions
         // fewer than the general lookup below.
         // SAFETY: the chunk map says p lies in such a segment.
         let Some(usable) = (unsafe { segment::usable(p) }) else {
