@@ -1,17 +1,22 @@
 //! Arenas: the shared pools that heaps draw segments from, one per CPU by
 //! default, each with its own lock. A thread is assigned one on its first
 //! allocation (round robin, O(1)) and keeps it; large blocks are served by
-//! the thread's arena, so no call ever scans all arenas.
+//! the thread's arena, so no allocation scans the arenas. The one look
+//! beyond a thread's own arena is for an abandoned segment to adopt, made
+//! only when the thread would otherwise map a new segment, and only when
+//! the global count of abandoned segments is not zero.
 //!
 //! ```text
 //!  Arena ─┬─ cache      : up to 4 empty 4 MiB segments (purged after
 //!         │               the purge delay, unmapped past 4)
 //!         ├─ abandoned  : segments of exited threads with live blocks,
-//!         │               adopted by the next heap that needs a page
+//!         │               adopted by the next heap (of any arena) that
+//!         │               would otherwise map a segment
 //!         └─ large      : large segments (page runs, see large.rs)
 //! ```
 //! Invariants: every field of `Inner` is touched only with `lock` held;
-//! `nabandoned` equals the length of the abandoned list.
+//! `nabandoned` equals the length of the abandoned list, and `ABANDONED`
+//! the sum of every arena's `nabandoned` (both change under the lock).
 
 use crate::large::LargeSeg;
 use crate::segmap::{self, Kind, CHUNK};
@@ -120,6 +125,9 @@ impl Arena {
 static ARENAS: [Arena; MAX_ARENAS] = [const { Arena::new() }; MAX_ARENAS];
 static NARENAS: AtomicUsize = AtomicUsize::new(1);
 static NEXT: AtomicUsize = AtomicUsize::new(0);
+/// Abandoned segments in all arenas (the sum of their `nabandoned`): one
+/// load tells a heap about to map a segment whether any is waiting.
+static ABANDONED: AtomicUsize = AtomicUsize::new(0);
 
 /// Sets the number of arenas (once, at global initialisation).
 pub fn init() {
@@ -374,6 +382,7 @@ pub unsafe fn abandon_segment(seg: *mut Segment) {
         }
         inner.abandoned = seg;
         a.nabandoned.fetch_add(1, Ordering::Relaxed);
+        ABANDONED.fetch_add(1, Ordering::Relaxed);
         if s.purge_pages != 0 && s.purge_at != segment::NEVER && inner.purge_at == 0 {
             inner.purge_at = s.purge_at;
         }
@@ -398,15 +407,52 @@ unsafe fn unlink_abandoned(a: &Arena, inner: &mut Inner, seg: *mut Segment) {
         s.abandoned = false;
     }
     a.nabandoned.fetch_sub(1, Ordering::Relaxed);
+    ABANDONED.fetch_sub(1, Ordering::Relaxed);
 }
 
-/// Takes an abandoned segment for the calling heap to adopt, or null.
+/// Takes an abandoned segment for the calling heap to adopt, or null: one
+/// of its own arena's, else one of another arena's. Called only when the
+/// heap would otherwise map a new segment; the other arenas cost one
+/// relaxed load each, and their locks are taken only where a segment
+/// waits.
+///
+/// Looking further than the heap's own arena matters because threads are
+/// given arenas round robin: a thread that replaces an exited one (and
+/// inherits its blocks, as server threads do) is usually in another
+/// arena, and would otherwise set up fresh pages beside the exited
+/// thread's half-used ones and free every inherited block through the
+/// abandoned-segment path. An adopted segment stays in its own arena
+/// (`Segment::arena`): its release, cache and purges go there.
 ///
 /// # Safety
 /// `a` is a live arena.
 pub unsafe fn pop_abandoned(a: *mut Arena) -> *mut Segment {
+    if ABANDONED.load(Ordering::Relaxed) == 0 {
+        return null_mut();
+    }
+    let own = a as *const Arena;
     // SAFETY: arenas are static.
-    let a = unsafe { &*a };
+    let seg = unsafe { pop_abandoned_from(&*own) };
+    if !seg.is_null() {
+        return seg;
+    }
+    for other in &ARENAS[..count()] {
+        if !core::ptr::eq(other, own) {
+            // SAFETY: forwarded (a static arena).
+            let seg = unsafe { pop_abandoned_from(other) };
+            if !seg.is_null() {
+                return seg;
+            }
+        }
+    }
+    null_mut()
+}
+
+/// The first abandoned segment of `a`, unlinked, or null.
+///
+/// # Safety
+/// `a` is a static arena.
+unsafe fn pop_abandoned_from(a: &Arena) -> *mut Segment {
     if a.nabandoned.load(Ordering::Relaxed) == 0 {
         return null_mut();
     }

@@ -344,14 +344,25 @@ const CASE_VAR: &str = "TM_TEST_STRESS_CHILD";
 /// a child process so that a crash is reported as a failure of this test.
 #[test]
 fn racing_last_frees_of_abandoned_segments() {
-    const NAME: &str = "racing_last_frees_of_abandoned_segments";
+    in_child(
+        "racing_last_frees_of_abandoned_segments",
+        &[],
+        racing_last_frees_child,
+    );
+}
+
+/// Runs `child` in a child process (this test binary again, running only
+/// the test `name`, with `env` set), so that its statistics start from
+/// nothing and a crash is reported as a failure of the test.
+fn in_child(name: &str, env: &[(&str, &str)], child: fn()) {
     if std::env::var_os(CASE_VAR).is_some() {
-        racing_last_frees_child();
+        child();
         return;
     }
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([NAME, "--exact", "--nocapture", "--test-threads=1"])
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
         .env(CASE_VAR, "1")
+        .envs(env.iter().copied())
         .no_core_dump()
         .output()
         .expect("run child");
@@ -362,6 +373,59 @@ fn racing_last_frees_of_abandoned_segments() {
         String::from_utf8_lossy(&out.stderr),
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+/// A thread that exits with live blocks leaves its segment abandoned in
+/// its arena; the next thread is given the other arena (round robin), and
+/// when it needs a page it adopts that segment rather than mapping a new
+/// one beside it (a server thread that replaces an exited one inherits its
+/// blocks and frees them as their owner). Two arenas, so that the two
+/// threads' arenas differ whatever the machine's CPU count.
+#[test]
+fn abandoned_segments_are_adopted_across_arenas() {
+    in_child(
+        "abandoned_segments_are_adopted_across_arenas",
+        &[("TINYMALLOC_ARENAS", "2")],
+        adoption_across_arenas_child,
+    );
+}
+
+fn adoption_across_arenas_child() {
+    let inherited: Vec<usize> = thread::spawn(|| {
+        (0..2000)
+            .map(|_| unsafe { raw::malloc(48) } as usize)
+            .collect()
+    })
+    .join()
+    .unwrap();
+    let s = tinymalloc::stats();
+    assert_eq!(s.arenas, 2, "{s:?}");
+    assert_eq!((s.segments, s.abandoned_segments), (1, 1), "{s:?}");
+    thread::spawn(move || {
+        // Another class: the new thread needs a page of its own.
+        let p = unsafe { raw::malloc(1000) };
+        assert!(!p.is_null());
+        let s = tinymalloc::stats();
+        assert_eq!(
+            (s.segments, s.abandoned_segments),
+            (1, 0),
+            "the abandoned segment of the other arena must be adopted: {s:?}"
+        );
+        // The inherited blocks are now this thread's own.
+        for b in inherited {
+            // SAFETY: live blocks, freed once.
+            unsafe { raw::free(b as *mut u8) };
+        }
+        // SAFETY: as above.
+        unsafe { raw::free(p) };
+        let s = tinymalloc::stats();
+        assert_eq!(s.cross_thread_frees, 0, "{s:?}");
+    })
+    .join()
+    .unwrap();
+    raw::trim();
+    let s = tinymalloc::stats();
+    assert_eq!((s.segments, s.abandoned_segments), (0, 0), "{s:?}");
 }
 
 fn racing_last_frees_child() {
