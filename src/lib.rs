@@ -29,6 +29,7 @@
 //!  Huge blocks (> 2 MiB): mapped directly.
 //!  Chunk map: one byte per 4 MiB of address space -> kind of segment.
 //! ```
+#![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 

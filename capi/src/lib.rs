@@ -16,6 +16,11 @@
 //! Rules for every exported function: it never allocates through anything
 //! but the core, never panics and never formats with std; `errno` is set
 //! here (the core never touches it).
+// Built with `panic = "abort"` (the release profile), the library does
+// without Rust's standard library: no unwinder (so no libgcc_s), no
+// formatting or backtrace machinery, only libc. Builds that unwind (the
+// test profiles) keep std, which they need.
+#![cfg_attr(panic = "abort", no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
@@ -26,6 +31,57 @@ mod stats;
 pub mod tiny;
 
 use core::ffi::c_int;
+
+// Links libc whatever features the `libc` crate is built with: with its
+// `std` feature (which another member of a workspace build turns on) it
+// names no library and leaves that to std, which this build does not
+// have. Through `-lc` (glibc's `libc.so` linker script) come `libc.so.6`
+// and `libc_nonshared.a`, which holds `atexit`.
+#[cfg(panic = "abort")]
+#[link(name = "c")]
+extern "C" {}
+
+/// No path of tinymalloc is meant to panic: a panic is an internal error,
+/// reported on stderr (file and line) with `write(2)` from a fixed buffer,
+/// then `abort()`, as every other fault.
+#[cfg(panic = "abort")]
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    let mut buf = [0u8; 256];
+    let mut n = 0;
+    let mut push = |bytes: &[u8]| {
+        for &b in bytes {
+            if n < buf.len() - 1 {
+                buf[n] = b;
+                n += 1;
+            }
+        }
+    };
+    push(b"tinymalloc: internal error (panic)");
+    if let Some(loc) = info.location() {
+        push(b" at ");
+        push(loc.file().as_bytes());
+        push(b":");
+        let mut digits = [0u8; 10];
+        let (mut line, mut k) = (loc.line(), digits.len());
+        loop {
+            k -= 1;
+            digits[k] = b'0' + (line % 10) as u8;
+            line /= 10;
+            if line == 0 {
+                break;
+            }
+        }
+        push(&digits[k..]);
+    }
+    push(b"; aborting\n");
+    // SAFETY: writes `n` initialised bytes of a local buffer to stderr;
+    // abort() does not return.
+    unsafe {
+        libc::write(2, buf.as_ptr().cast(), n);
+        libc::abort()
+    }
+}
 
 /// Sets the calling thread's `errno`.
 #[inline]

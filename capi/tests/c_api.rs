@@ -80,3 +80,79 @@ fn hello_example_builds_and_runs() {
     out.assert_success("examples/hello");
     assert!(out.stdout.contains("hello from tinymalloc"), "{out:#?}");
 }
+
+/// The runtime depends on libc and nothing else: built for release
+/// (`panic = "abort"`), `libtinymalloc.so` does without Rust's standard
+/// library, so the only shared object it names is libc (no libgcc_s for
+/// an unwinder it never uses). Builds that unwind (the dev profile) keep
+/// std and its unwinder; for them only libc is required.
+#[test]
+fn shared_library_needs_only_libc() {
+    check_needs_only_libc(&common::so_path());
+}
+
+/// The same, built as in a whole-workspace build, where another member
+/// turns on the `libc` crate's `std` feature and `libc` then names no
+/// library to link (it leaves that to std): the library must still name
+/// libc.so.6 and resolve `atexit` (which glibc keeps in
+/// `libc_nonshared.a`), or a program it is preloaded into fails to start.
+#[test]
+fn shared_library_built_with_libc_std_feature() {
+    let dir = common::profile_dir();
+    let profile = dir.file_name().unwrap().to_str().unwrap().to_string();
+    let target = common::scratch("libc-std-build");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(common::repo_root())
+        .args(["build", "-p", "tinymalloc-capi", "--features", "libc/std"])
+        .arg("--target-dir")
+        .arg(&target);
+    match profile.as_str() {
+        "debug" => {}
+        "release" => {
+            cmd.arg("--release");
+        }
+        other => {
+            cmd.args(["--profile", other]);
+        }
+    }
+    assert!(cmd.status().expect("cargo build").success());
+    let so = target.join(&profile).join("libtinymalloc.so");
+    check_needs_only_libc(&so);
+    let mut sh = Command::new("sh");
+    sh.args(["-c", "echo started"]).env("LD_PRELOAD", &so);
+    let out = run(&mut sh, b"", LIMIT);
+    out.assert_success("sh with the libc/std build preloaded");
+    assert_eq!(out.stdout, "started\n", "{out:#?}");
+}
+
+/// Asserts that the shared library `so` names libc.so.6 and, when built for
+/// release, nothing else but the dynamic loader.
+fn check_needs_only_libc(so: &std::path::Path) {
+    let out = Command::new("readelf")
+        .arg("-d")
+        .arg(so)
+        .output()
+        .expect("readelf (binutils)");
+    assert!(out.status.success(), "readelf -d {}", so.display());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let needed: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("(NEEDED)"))
+        .filter_map(|l| l.split('[').nth(1)?.split(']').next())
+        .collect();
+    assert!(
+        needed.contains(&"libc.so.6"),
+        "{}: {needed:?}",
+        so.display()
+    );
+    if common::profile_dir().ends_with("release") {
+        for lib in &needed {
+            assert!(
+                *lib == "libc.so.6" || lib.starts_with("ld-linux"),
+                "{} needs {lib} (all: {needed:?})",
+                so.display()
+            );
+        }
+    }
+}
