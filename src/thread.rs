@@ -137,7 +137,25 @@ unsafe impl<T> Sync for Global<T> {}
 static INIT: AtomicU8 = AtomicU8::new(0);
 static KEY: Global<libc::pthread_key_t> = Global(UnsafeCell::new(0));
 static POOL_LOCK: SpinLock = SpinLock::new();
-static POOL: Global<*mut Heap> = Global(UnsafeCell::new(null_mut()));
+static POOL: Global<Pool> = Global(UnsafeCell::new(Pool {
+    free: null_mut(),
+    fresh: 0,
+    end: 0,
+}));
+
+/// The heap pool: heaps of exited threads, and the untouched rest of the
+/// last batch mapped. A heap slot is written (and its memory touched) only
+/// when a thread first takes it, so a single-threaded program makes one
+/// heap resident, not a whole batch.
+///
+/// Invariants (under `POOL_LOCK`): `free` lists set-up heaps no thread
+/// uses (through `pool_next`); `[fresh, end)` holds whole heap slots of
+/// the last batch never handed out (zero memory, in no list).
+struct Pool {
+    free: *mut Heap,
+    fresh: usize,
+    end: usize,
+}
 /// Every heap ever made, linked through `all_next` (append-only).
 static ALL_HEAPS: AtomicPtr<Heap> = AtomicPtr::new(null_mut());
 
@@ -217,36 +235,44 @@ extern "C" fn thread_done(arg: *mut libc::c_void) {
     stats::note_thread(-1);
 }
 
-/// Takes a heap from the pool, mapping a new batch when it is empty.
+/// Takes a heap from the pool: an exited thread's, else the next slot of
+/// the current batch (set up now and published in `ALL_HEAPS`), mapping
+/// a new batch when that is used up. Null when the OS refuses memory.
 fn pool_take() -> *mut Heap {
+    const BATCH: usize = 64 * 1024;
+    let size = core::mem::size_of::<Heap>();
     POOL_LOCK.lock();
     // SAFETY: POOL is guarded by POOL_LOCK.
-    let head = unsafe { &mut *POOL.0.get() };
-    if head.is_null() {
-        const BATCH: usize = 64 * 1024;
-        let chunk = os::map(BATCH);
-        if !chunk.is_null() {
-            crate::stats::note_reserved(BATCH as isize);
-            crate::stats::note_commit(BATCH as isize);
-            let n = BATCH / core::mem::size_of::<Heap>();
-            for i in 0..n {
-                let h = (chunk as usize + i * core::mem::size_of::<Heap>()) as *mut Heap;
-                // SAFETY: h is a fresh, aligned, zeroed slot in the chunk.
-                unsafe {
-                    h.write(Heap::new());
-                    (*h).pool_next = *head;
-                    (*h).all_next = ALL_HEAPS.load(Ordering::Relaxed);
-                }
-                ALL_HEAPS.store(h, Ordering::Release);
-                *head = h;
+    let pool = unsafe { &mut *POOL.0.get() };
+    let h = if !pool.free.is_null() {
+        let h = pool.free;
+        // SAFETY: h is a pooled heap.
+        pool.free = unsafe { (*h).pool_next };
+        h
+    } else {
+        if pool.end - pool.fresh < size {
+            let chunk = os::map(BATCH);
+            if !chunk.is_null() {
+                crate::stats::note_reserved(BATCH as isize);
+                crate::stats::note_commit(BATCH as isize);
+                pool.fresh = chunk as usize;
+                pool.end = chunk as usize + BATCH / size * size;
             }
         }
-    }
-    let h = *head;
-    if !h.is_null() {
-        // SAFETY: h is a pooled heap.
-        *head = unsafe { (*h).pool_next };
-    }
+        if pool.end - pool.fresh < size {
+            null_mut()
+        } else {
+            let h = pool.fresh as *mut Heap;
+            pool.fresh += size;
+            // SAFETY: h is a fresh, aligned slot of a batch, used by no one.
+            unsafe {
+                h.write(Heap::new());
+                (*h).all_next = ALL_HEAPS.load(Ordering::Relaxed);
+            }
+            ALL_HEAPS.store(h, Ordering::Release);
+            h
+        }
+    };
     POOL_LOCK.unlock();
     h
 }
@@ -256,8 +282,9 @@ fn pool_put(h: *mut Heap) {
     POOL_LOCK.lock();
     // SAFETY: POOL is guarded by POOL_LOCK; h is unused.
     unsafe {
-        (*h).pool_next = *POOL.0.get();
-        *POOL.0.get() = h;
+        let pool = &mut *POOL.0.get();
+        (*h).pool_next = pool.free;
+        pool.free = h;
     }
     POOL_LOCK.unlock();
 }
