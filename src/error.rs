@@ -207,6 +207,30 @@ pub fn fatal(op: Op, fault: Fault, addr: usize) -> ! {
     unsafe { libc::abort() }
 }
 
+/// The report of an internal error: a Rust panic at `file:line` (no path
+/// of tinymalloc is meant to panic).
+fn internal_line(file: &str, line: u32) -> LineBuf {
+    let mut l = LineBuf::new();
+    l.push(b"tinymalloc: internal error (panic) at ");
+    l.push(file.as_bytes());
+    l.push(b":");
+    l.push_dec(line as usize);
+    l.push(b"; aborting\n");
+    l
+}
+
+/// Reports an internal error (a panic at `file:line`), then aborts the
+/// process, as every other fault: the C library's panic handler, which
+/// has no std to print one.
+#[cold]
+#[inline(never)]
+pub fn internal_error(file: &str, line: u32) -> ! {
+    let l = internal_line(file, line);
+    write_stderr(l.as_bytes());
+    // SAFETY: abort never returns and needs no precondition.
+    unsafe { libc::abort() }
+}
+
 /// Recently freed large and huge block addresses, so that a second free
 /// of one whose memory went back to the OS is named a double free.
 static FREED: [AtomicUsize; 256] = [const { AtomicUsize::new(0) }; 256];
@@ -236,6 +260,15 @@ mod tests {
             l.push(b"|");
         }
         assert_eq!(l.as_bytes(), b"0 B|1023 B|1.5 KiB|5.0 MiB|3.0 GiB|");
+    }
+
+    #[test]
+    fn internal_error_names_tinymalloc_and_the_place() {
+        let l = internal_line("src/heap.rs", 1234);
+        assert_eq!(
+            l.as_bytes(),
+            b"tinymalloc: internal error (panic) at src/heap.rs:1234; aborting\n"
+        );
     }
 
     #[test]

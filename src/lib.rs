@@ -60,6 +60,11 @@ pub mod raw;
 pub use options::{get as get_option, set_option, Opt};
 pub use stats::{print_stats, stats, Stats};
 
+/// Reports an internal error (a panic at `file:line`) on stderr and aborts:
+/// for the C library's panic handler. Not part of the Rust API.
+#[doc(hidden)]
+pub use error::internal_error;
+
 use core::alloc::{GlobalAlloc, Layout};
 
 /// True when secure mode is on (`TINYMALLOC_SECURE=1` when tinymalloc

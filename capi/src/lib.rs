@@ -47,39 +47,9 @@ extern "C" {}
 #[cfg(panic = "abort")]
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
-    let mut buf = [0u8; 256];
-    let mut n = 0;
-    let mut push = |bytes: &[u8]| {
-        for &b in bytes {
-            if n < buf.len() - 1 {
-                buf[n] = b;
-                n += 1;
-            }
-        }
-    };
-    push(b"tinymalloc: internal error (panic)");
-    if let Some(loc) = info.location() {
-        push(b" at ");
-        push(loc.file().as_bytes());
-        push(b":");
-        let mut digits = [0u8; 10];
-        let (mut line, mut k) = (loc.line(), digits.len());
-        loop {
-            k -= 1;
-            digits[k] = b'0' + (line % 10) as u8;
-            line /= 10;
-            if line == 0 {
-                break;
-            }
-        }
-        push(&digits[k..]);
-    }
-    push(b"; aborting\n");
-    // SAFETY: writes `n` initialised bytes of a local buffer to stderr;
-    // abort() does not return.
-    unsafe {
-        libc::write(2, buf.as_ptr().cast(), n);
-        libc::abort()
+    match info.location() {
+        Some(loc) => tinymalloc_core::internal_error(loc.file(), loc.line()),
+        None => tinymalloc_core::internal_error("?", 0),
     }
 }
 

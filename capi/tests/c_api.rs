@@ -98,26 +98,10 @@ fn shared_library_needs_only_libc() {
 /// `libc_nonshared.a`), or a program it is preloaded into fails to start.
 #[test]
 fn shared_library_built_with_libc_std_feature() {
-    let dir = common::profile_dir();
-    let profile = dir.file_name().unwrap().to_str().unwrap().to_string();
     let target = common::scratch("libc-std-build");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(common::repo_root())
-        .args(["build", "-p", "tinymalloc-capi", "--features", "libc/std"])
-        .arg("--target-dir")
-        .arg(&target);
-    match profile.as_str() {
-        "debug" => {}
-        "release" => {
-            cmd.arg("--release");
-        }
-        other => {
-            cmd.args(["--profile", other]);
-        }
-    }
-    assert!(cmd.status().expect("cargo build").success());
-    let so = target.join(&profile).join("libtinymalloc.so");
+    let dir =
+        tinymalloc_testkit::build_into("tinymalloc-capi", &["--features", "libc/std"], &target);
+    let so = dir.join("libtinymalloc.so");
     check_needs_only_libc(&so);
     let mut sh = Command::new("sh");
     sh.args(["-c", "echo started"]).env("LD_PRELOAD", &so);

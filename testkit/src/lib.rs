@@ -40,12 +40,30 @@ pub fn profile_dir() -> PathBuf {
 /// the host, in another directory.)
 pub fn build(package: &str, artifacts: &[&str]) -> PathBuf {
     let dir = profile_dir();
-    let profile = dir.file_name().unwrap().to_str().unwrap().to_string();
+    build_into(package, &[], dir.parent().unwrap());
+    for name in artifacts {
+        let path = dir.join(name);
+        assert!(path.exists(), "{} was not built", path.display());
+    }
+    dir
+}
+
+/// Runs `cargo build -p <package>` with the running test's profile and the
+/// `extra` arguments, into `target_dir`; returns `target_dir/<profile>`.
+pub fn build_into(package: &str, extra: &[&str], target_dir: &Path) -> PathBuf {
+    let profile = profile_dir()
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(repo_root())
-        .args(["build", "-p", package, "--target-dir"])
-        .arg(dir.parent().unwrap());
+        .args(["build", "-p", package])
+        .args(extra)
+        .arg("--target-dir")
+        .arg(target_dir);
     match profile.as_str() {
         "debug" => {}
         "release" => {
@@ -58,12 +76,11 @@ pub fn build(package: &str, artifacts: &[&str]) -> PathBuf {
     let status = cmd
         .status()
         .unwrap_or_else(|e| panic!("running cargo build -p {package}: {e}"));
-    assert!(status.success(), "cargo build -p {package} failed");
-    for name in artifacts {
-        let path = dir.join(name);
-        assert!(path.exists(), "{} was not built", path.display());
-    }
-    dir
+    assert!(
+        status.success(),
+        "cargo build -p {package} {extra:?} failed"
+    );
+    target_dir.join(profile)
 }
 
 /// What a finished program left.
