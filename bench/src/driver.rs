@@ -262,7 +262,7 @@ fn contenders(opts: &Options, exe_dir: &Path) -> Result<Vec<Contender>, String> 
     Ok(out)
 }
 
-/// Runs one worker process; its peak RSS comes from `wait4`.
+/// Runs one worker process; its peak RSS and page faults come from `wait4`.
 fn run_one(
     c: &Contender,
     workload: &str,
@@ -305,7 +305,7 @@ fn run_one(
     // Reaped here rather than by `child.wait()`, to get its rusage.
     let waited = wait4(pid);
     let stderr = err_reader.join().unwrap_or_default();
-    let (status, maxrss_kib) = waited.map_err(|e| format!("wait4: {e}"))?;
+    let (status, maxrss_kib, faults) = waited.map_err(|e| format!("wait4: {e}"))?;
     let why = |what: String| match stderr.lines().rev().find(|l| !l.trim().is_empty()) {
         Some(l) => format!("{what}: {}", l.trim().chars().take(200).collect::<String>()),
         None => what,
@@ -328,13 +328,15 @@ fn run_one(
     Ok(Measured {
         seconds: r.seconds,
         peak_rss_kib: maxrss_kib,
+        page_faults: faults,
         ops: r.outcome.ops,
         checksum: r.outcome.checksum,
     })
 }
 
-/// Waits for child `pid`; returns its wait status and peak RSS (KiB).
-fn wait4(pid: libc::pid_t) -> io::Result<(libc::c_int, u64)> {
+/// Waits for child `pid`; returns its wait status, peak RSS (KiB) and
+/// page faults (minor and major).
+fn wait4(pid: libc::pid_t) -> io::Result<(libc::c_int, u64, u64)> {
     let mut status: libc::c_int = 0;
     // SAFETY: rusage is plain data; all-zero bytes are a valid value.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -344,7 +346,8 @@ fn wait4(pid: libc::pid_t) -> io::Result<(libc::c_int, u64)> {
         let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
         if r == pid {
             // Linux reports ru_maxrss in KiB.
-            return Ok((status, usage.ru_maxrss.max(0) as u64));
+            let faults = usage.ru_minflt.max(0) as u64 + usage.ru_majflt.max(0) as u64;
+            return Ok((status, usage.ru_maxrss.max(0) as u64, faults));
         }
         let e = io::Error::last_os_error();
         if e.kind() != io::ErrorKind::Interrupted {

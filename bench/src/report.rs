@@ -11,6 +11,10 @@ pub struct Measured {
     pub seconds: f64,
     /// Peak resident set of the worker process (KiB, from wait4).
     pub peak_rss_kib: u64,
+    /// Page faults of the worker process (minor and major, from wait4):
+    /// first touches of fresh memory, refaults after purges, and the
+    /// program's own start. A transparent huge page counts once.
+    pub page_faults: u64,
     /// Allocations performed.
     pub ops: u64,
     /// The workload's checksum.
@@ -41,6 +45,8 @@ pub enum Stat {
         seconds: f64,
         /// Median peak RSS in KiB.
         rss_kib: f64,
+        /// Median page faults.
+        faults: f64,
         /// Allocations per run.
         ops: u64,
     },
@@ -92,9 +98,11 @@ impl Report {
                             mine.iter().filter_map(|r| r.result.clone().ok()).collect();
                         let secs: Vec<f64> = ok.iter().map(|m| m.seconds).collect();
                         let rss: Vec<f64> = ok.iter().map(|m| m.peak_rss_kib as f64).collect();
+                        let faults: Vec<f64> = ok.iter().map(|m| m.page_faults as f64).collect();
                         Stat::Ok {
                             seconds: median(&secs),
                             rss_kib: median(&rss),
+                            faults: median(&faults),
                             ops: ok[0].ops,
                         }
                     })
@@ -205,8 +213,8 @@ impl Report {
                 let _ = writeln!(s, "\n{w}: {about}");
                 let _ = writeln!(
                     s,
-                    "  threads  {:<width$}  {:>9}  {:>7}  {:>9}  {:>9}  {:>7}",
-                    "allocator", "time (s)", "ratio", "allocs/s", "peak MiB", "ratio",
+                    "  threads  {:<width$}  {:>9}  {:>7}  {:>9}  {:>9}  {:>7}  {:>7}",
+                    "allocator", "time (s)", "ratio", "allocs/s", "peak MiB", "ratio", "faults",
                 );
             }
             for (a, name) in self.allocators.iter().enumerate() {
@@ -215,6 +223,7 @@ impl Report {
                     Stat::Ok {
                         seconds,
                         rss_kib,
+                        faults,
                         ops,
                     } => {
                         let (tr, rr) = self
@@ -223,9 +232,10 @@ impl Report {
                             .unwrap_or_else(|| ("-".into(), "-".into()));
                         let _ = writeln!(
                             s,
-                            "{seconds:>9.4}  {tr:>7}  {:>9}  {:>9.1}  {rr:>7}",
+                            "{seconds:>9.4}  {tr:>7}  {:>9}  {:>9.1}  {rr:>7}  {:>7}",
                             rate(*ops as f64 / seconds),
                             rss_kib / 1024.0,
+                            count(*faults),
                         );
                     }
                     Stat::Failed(e) => {
@@ -282,16 +292,17 @@ impl Report {
         s
     }
 
-    /// Every run: `workload,allocator,threads,rep,seconds,peak_rss_kib,ops,checksum,status`.
+    /// Every run: `workload,allocator,threads,rep,seconds,peak_rss_kib,ops,checksum,status,page_faults`
+    /// (the page faults last, as in [`Report::medians_csv`]).
     pub fn runs_csv(&self) -> String {
         let mut s = String::from(
-            "workload,allocator,threads,rep,seconds,peak_rss_kib,ops,checksum,status\n",
+            "workload,allocator,threads,rep,seconds,peak_rss_kib,ops,checksum,status,page_faults\n",
         );
         for r in &self.runs {
             let _ = match &r.result {
                 Ok(m) => writeln!(
                     s,
-                    "{},{},{},{},{:.6},{},{},{:#x},ok",
+                    "{},{},{},{},{:.6},{},{},{:#x},ok,{}",
                     csv(&r.workload),
                     csv(&r.allocator),
                     r.threads,
@@ -299,11 +310,12 @@ impl Report {
                     m.seconds,
                     m.peak_rss_kib,
                     m.ops,
-                    m.checksum
+                    m.checksum,
+                    m.page_faults
                 ),
                 Err(e) => writeln!(
                     s,
-                    "{},{},{},{},,,,,{}",
+                    "{},{},{},{},,,,,{},",
                     csv(&r.workload),
                     csv(&r.allocator),
                     r.threads,
@@ -315,10 +327,12 @@ impl Report {
         s
     }
 
-    /// Medians and ratios: `workload,allocator,threads,seconds,peak_rss_kib,time_ratio,rss_ratio,status`.
+    /// Medians and ratios: `workload,allocator,threads,seconds,peak_rss_kib,time_ratio,rss_ratio,status,page_faults`
+    /// (the page faults last, so that readers of the columns before them
+    /// read older files too).
     pub fn medians_csv(&self) -> String {
         let mut s = String::from(
-            "workload,allocator,threads,seconds,peak_rss_kib,time_ratio,rss_ratio,status\n",
+            "workload,allocator,threads,seconds,peak_rss_kib,time_ratio,rss_ratio,status,page_faults\n",
         );
         for (c, (w, t)) in self.cells.iter().enumerate() {
             for (a, name) in self.allocators.iter().enumerate() {
@@ -328,16 +342,19 @@ impl Report {
                     .unwrap_or_default();
                 let _ = match &self.stats[c][a] {
                     Stat::Ok {
-                        seconds, rss_kib, ..
+                        seconds,
+                        rss_kib,
+                        faults,
+                        ..
                     } => writeln!(
                         s,
-                        "{},{},{t},{seconds:.6},{rss_kib:.0},{tr},{rr},ok",
+                        "{},{},{t},{seconds:.6},{rss_kib:.0},{tr},{rr},ok,{faults:.0}",
                         csv(w),
                         csv(name)
                     ),
                     Stat::Failed(e) => writeln!(
                         s,
-                        "{},{},{t},,,,,{}",
+                        "{},{},{t},,,,,{},",
                         csv(w),
                         csv(name),
                         csv(&format!("FAILED: {e}"))
@@ -365,6 +382,15 @@ fn rate(x: f64) -> String {
     }
 }
 
+/// A count: whole below a thousand, else as [`rate`] (`616`, `4.8k`).
+fn count(x: f64) -> String {
+    if x.is_finite() && x < 1e3 {
+        format!("{x:.0}")
+    } else {
+        rate(x)
+    }
+}
+
 /// Quotes a CSV field when needed.
 pub fn csv(field: &str) -> String {
     if field.contains([',', '"', '\n', '\r']) {
@@ -382,6 +408,7 @@ mod tests {
     use super::*;
 
     fn run(alloc: &str, threads: usize, rep: usize, secs: f64, rss: u64) -> Run {
+        let faults = rss / 4 + rep as u64;
         Run {
             workload: "larson".into(),
             allocator: alloc.into(),
@@ -390,6 +417,7 @@ mod tests {
             result: Ok(Measured {
                 seconds: secs,
                 peak_rss_kib: rss,
+                page_faults: faults,
                 ops: 100,
                 checksum: 7,
             }),
@@ -444,16 +472,26 @@ mod tests {
             .starts_with("workload,allocator,threads,rep,seconds,peak_rss_kib"));
         assert_eq!(
             lines.next().unwrap(),
-            "larson,tinymalloc,1,1,1.000000,1000,100,0x7,ok"
+            "larson,tinymalloc,1,1,1.000000,1000,100,0x7,ok,251"
         );
         assert_eq!(runs.lines().count(), 9);
         let med = r.medians_csv();
-        assert!(med.contains("larson,tinymalloc,1,2.000000,1000,0.5000,0.5000,ok"));
+        // Median faults of 251, 252, 253 (each run's own, not the
+        // repetition of the median time).
+        assert!(med.contains("larson,tinymalloc,1,2.000000,1000,0.5000,0.5000,ok,252\n"));
+        assert!(med.contains("larson,tinymalloc,2,,,,,FAILED: killed by signal 6 (SIGABRT),\n"));
+        assert!(runs.contains("larson,tinymalloc,2,1,,,,,FAILED: killed by signal 6 (SIGABRT),\n"));
+        assert_eq!(
+            runs.lines().next().unwrap().split(',').count(),
+            runs.lines().nth(1).unwrap().split(',').count()
+        );
         assert_eq!(csv("a,b"), "\"a,b\"");
         assert_eq!(
             (rate(81.0), rate(950e3), rate(12.34e6)),
             ("81.0".into(), "950.0k".into(), "12.34M".into())
         );
+        assert_eq!((count(616.0), count(4812.0)), ("616".into(), "4.8k".into()));
+        assert!(r.tables().contains("  faults"));
         assert_eq!(csv("say \"x\""), "\"say \"\"x\"\"\"");
     }
 

@@ -224,6 +224,7 @@ mod tests {
             result: Ok(Measured {
                 seconds: secs,
                 peak_rss_kib: 1000,
+                page_faults: 250,
                 ops: 1,
                 checksum: 1,
             }),
