@@ -45,6 +45,7 @@ mod options;
 mod os;
 mod page;
 mod quarantine;
+mod region;
 mod retired;
 mod secure;
 mod segmap;

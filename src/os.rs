@@ -127,6 +127,37 @@ pub unsafe fn advise_huge_pages(p: *mut u8, len: usize) {
     unsafe { libc::madvise(p.cast(), len, libc::MADV_HUGEPAGE) };
 }
 
+/// Maps `size` bytes of zeroed read-write memory exactly at `p`, unless
+/// something is mapped there already; true on success. (A kernel older
+/// than Linux 4.17 takes the flag for a hint: a mapping elsewhere is
+/// undone and counts as failure.)
+pub fn map_fixed_noreplace(p: *mut u8, size: usize) -> bool {
+    let _e = KeepErrno::new();
+    // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping.
+    let r = unsafe {
+        libc::mmap(
+            p.cast(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE
+                | libc::MAP_ANONYMOUS
+                | libc::MAP_NORESERVE
+                | libc::MAP_FIXED_NOREPLACE,
+            -1,
+            0,
+        )
+    };
+    if r == libc::MAP_FAILED {
+        return false;
+    }
+    if r.cast::<u8>() != p {
+        // SAFETY: the mapping just made, unused.
+        unsafe { unmap(r.cast(), size) };
+        return false;
+    }
+    true
+}
+
 /// Reserves `size` bytes of address space with no access (reads and writes
 /// fault); null on failure.
 pub fn reserve(size: usize) -> *mut u8 {

@@ -45,13 +45,13 @@ pub struct ClassStats {
 /// A snapshot of the allocator's state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stats {
-    /// Bytes of address space mapped from the OS (segments, huge blocks,
-    /// heap metadata).
+    /// Bytes of address space mapped from the OS (segments, huge regions
+    /// and huge blocks' own mappings, heap metadata).
     pub reserved: usize,
     /// Bytes of the reserved space that hold, or were handed out to hold,
     /// data: pages given to blocks or metadata and not purged since, cached
-    /// memory not yet purged, huge mappings. `resident` can be lower (the
-    /// OS supplies a page on first touch).
+    /// memory not yet purged, the chunks of huge blocks. `resident` can be
+    /// lower (the OS supplies a page on first touch).
     pub committed: usize,
     /// Bytes asked for by every allocation since start (the sizes passed
     /// to malloc, before rounding to a block size).

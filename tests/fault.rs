@@ -336,23 +336,46 @@ fn free_all(size: usize, blocks: &mut Vec<usize>) {
     blocks.clear();
 }
 
-/// Memory freed in one size range serves another: the freed huge mappings
-/// tinymalloc keeps cached (up to 64 MiB) must not starve small blocks once
-/// the OS refuses new mappings.
+/// Memory freed in one size range serves another: freed huge memory must
+/// not starve small blocks once the OS refuses new mappings. With 64 MiB of
+/// headroom no 256 MiB huge region can be reserved, and huge blocks get
+/// mappings of their own.
 #[test]
 fn address_space_limit_freed_huge_blocks_serve_small_ones() {
-    const NAME: &str = "address_space_limit_freed_huge_blocks_serve_small_ones";
-    if !in_child(NAME) {
-        run_child(NAME, Duration::from_secs(120));
+    freed_huge_blocks_serve_small_ones(
+        "address_space_limit_freed_huge_blocks_serve_small_ones",
+        64 * MIB,
+        100,
+    );
+}
+
+/// As above with 400 MiB of headroom: the huge blocks fill a region (and
+/// then mappings of their own); once they are freed, the region, without a
+/// live block, must be given back when the OS refuses a small segment.
+#[test]
+fn address_space_limit_freed_huge_region_serves_small_blocks() {
+    freed_huge_blocks_serve_small_ones(
+        "address_space_limit_freed_huge_region_serves_small_blocks",
+        400 * MIB,
+        1000,
+    );
+}
+
+/// Counts `small`-byte blocks that fit under `headroom` bytes of address
+/// space from a clean start, then again after huge blocks of 7 MiB filled
+/// it and were all freed: at least 80% as many must fit.
+fn freed_huge_blocks_serve_small_ones(name: &str, headroom: usize, small: usize) {
+    if !in_child(name) {
+        run_child(name, Duration::from_secs(120));
         return;
     }
     let mut blocks: Vec<usize> = Vec::with_capacity(1 << 20);
     println!("fault: limiting the address space");
-    limit_as(Some(vm_size() + 64 * MIB));
-    let small = 100;
+    limit_as(Some(vm_size() + headroom));
     // Reference: how many small blocks fit from a clean start.
     fill_until_null(small, 1 << 20, &mut blocks);
     let reference = blocks.len();
+    assert!(reference < 1 << 20, "the limit was not reached");
     free_all(small, &mut blocks);
     // Huge blocks until null, all freed...
     let huge = 7 * MIB;
@@ -366,15 +389,15 @@ fn address_space_limit_freed_huge_blocks_serve_small_ones() {
     let st = tinymalloc::stats();
     limit_as(None);
     println!(
-        "fault: freed huge blocks serve small ones: {reference} small blocks from a clean \
-         start, {after} after {nhuge} huge blocks of 7 MiB were freed (reserved {} MiB)",
+        "fault: freed huge blocks serve small ones: {reference} blocks of {small} bytes from a \
+         clean start, {after} after {nhuge} huge blocks of 7 MiB were freed (reserved {} MiB)",
         st.reserved / MIB
     );
     assert!(
         after * 10 >= reference * 8,
-        "after {nhuge} huge blocks of 7 MiB were freed, only {after} small blocks fit \
-         ({reference} from a clean start): the freed huge mappings kept in the huge cache \
-         hold the address space, and a failed mapping does not release them; {st:?}"
+        "after {nhuge} huge blocks of 7 MiB were freed, only {after} blocks of {small} bytes \
+         fit ({reference} from a clean start): the freed huge memory holds the address space, \
+         and a failed mapping does not release it; {st:?}"
     );
 }
 
@@ -391,8 +414,8 @@ fn address_space_limit_freed_small_blocks_serve_a_huge_one() {
     let mut blocks: Vec<usize> = Vec::with_capacity(1 << 20);
     println!("fault: limiting the address space");
     limit_as(Some(vm_size() + 64 * MIB));
-    // Reference: a 40 MiB block fits from a clean start (and, being above
-    // the huge cache's 32 MiB entry limit, is unmapped when freed).
+    // Reference: a 40 MiB block fits from a clean start (with no room for a
+    // 256 MiB region, in a mapping of its own, unmapped when freed).
     let big = 40 * MIB;
     fill_until_null(big, 1000, &mut blocks);
     let reference = blocks.len();
@@ -425,10 +448,9 @@ fn address_space_limit_freed_small_blocks_serve_a_huge_one() {
     );
 }
 
-/// A freed huge mapping kept in the huge cache is either reused or
-/// unmapped, never lost: alternating a 7 MiB block (cached when freed) and
-/// a 4 MiB-aligned block (which the cache does not serve) must run forever
-/// under a 64 MiB headroom.
+/// Freed huge memory is either reused or unmapped, never lost: alternating
+/// a 7 MiB block and a 4 MiB-aligned block (which always gets a mapping of
+/// its own) must run forever under a 64 MiB headroom.
 #[test]
 fn address_space_limit_cached_huge_mappings_are_not_lost() {
     const NAME: &str = "address_space_limit_cached_huge_mappings_are_not_lost";
@@ -454,9 +476,8 @@ fn address_space_limit_cached_huge_mappings_are_not_lost() {
                 limit_as(None);
                 panic!(
                     "round {i}: out of address space with nothing in use: {} MiB reserved (was \
-                     {} MiB before the loop); a 4 MiB-aligned huge request takes a cached \
-                     mapping and drops it (src/huge.rs, alloc: cache_take(..).filter(|_| \
-                     align < CHUNK)); {st:?}",
+                     {} MiB before the loop): freed huge memory is kept where no request can \
+                     use it and not given back; {st:?}",
                     st.reserved / MIB,
                     before / MIB
                 );
@@ -467,7 +488,7 @@ fn address_space_limit_cached_huge_mappings_are_not_lost() {
     let after = tinymalloc::stats().reserved;
     limit_as(None);
     println!(
-        "fault: cached huge mappings: 100 rounds of a 7 MiB and a 4 MiB-aligned block, \
+        "fault: freed huge memory: 100 rounds of a 7 MiB and a 4 MiB-aligned block, \
          reserved {} -> {} MiB",
         before / MIB,
         after / MIB

@@ -622,61 +622,99 @@ fn freed_huge_memory_is_reused_without_lingering() {
     child("huge-reuse", &[]);
 }
 
-/// Child: a freed huge mapping serves the next huge request, cut to size
-/// (the tail kept as a mapping of its own, still resident, serving the
-/// next request that fits, and purged by a trim) or grown; no new address
-/// space is mapped while the cache can serve.
+/// Child: huge blocks are runs of 4 MiB chunks of a region, taken first
+/// fit (src/region.rs): a freed run serves the next request that fits at
+/// its place, cut to size (the rest stays free and resident, and serves the
+/// next request), freed neighbours coalesce again, calloc clears reused
+/// memory, a trim purges what is free, and a block grows in place into the
+/// free chunks after it; no new address space is mapped for any of it.
 fn huge_reuse() {
-    let touch = |p: usize, n: usize| {
+    let touch = |p: usize, n: usize, v: u8| {
         for off in (0..n).step_by(4096) {
             // SAFETY: p is a live block of n bytes.
-            unsafe { ((p + off) as *mut u8).write(1) };
+            unsafe { ((p + off) as *mut u8).write(v) };
         }
     };
     let a = get(40 * MIB);
-    touch(a, 40 * MIB);
+    touch(a, 40 * MIB, 1);
     put(a, 40 * MIB);
     let s0 = stats();
     check_snapshot(&s0);
     let b = get(10 * MIB);
     let s1 = stats();
     check_snapshot(&s1);
-    assert_eq!(b, a, "a freed 40 MiB mapping serves a 10 MiB request");
+    assert_eq!(b, a, "a freed 40 MiB run serves a 10 MiB request");
     assert_eq!(s1.reserved, s0.reserved, "{s0:#?} {s1:#?}");
     assert_eq!(
         s1.committed, s0.committed,
-        "the tail stays warm: {s0:#?} {s1:#?}"
+        "the rest stays warm: {s0:#?} {s1:#?}"
     );
-    // The tail (the 40 MiB mapping less the 12 MiB chunks kept) serves a
+    // The rest of the run (past the 12 MiB of chunks b takes) serves a
     // request that fits it: no new mapping.
     let t = get(20 * MIB);
     let s1t = stats();
     check_snapshot(&s1t);
-    assert!(
-        t > b && t < b + 40 * MIB,
-        "the tail serves it: {b:#x} {t:#x}"
-    );
+    assert_eq!(t, b + 12 * MIB, "the rest serves it: {b:#x} {t:#x}");
     assert_eq!(s1t.reserved, s0.reserved, "{s0:#?} {s1t:#?}");
     put(t, 20 * MIB);
-    touch(b, 10 * MIB);
+    touch(b, 10 * MIB, 1);
     put(b, 10 * MIB);
+    // Freed neighbours coalesce: the whole 40 MiB run serves a 40 MiB
+    // request again, and calloc clears what the earlier blocks wrote.
+    // SAFETY: a plain allocation, freed below.
+    let z = unsafe { tinymalloc::raw::calloc(1, 40 * MIB) } as usize;
+    assert_eq!(z, a, "freed neighbours coalesce into the first run");
+    for off in (0..40 * MIB).step_by(4096).chain([40 * MIB - 1]) {
+        // SAFETY: z is a live block of 40 MiB.
+        let v = unsafe { *((z + off) as *const u8) };
+        assert_eq!(v, 0, "calloc over reused chunks: byte {off:#x} is {v}");
+    }
+    // SAFETY: from calloc above, freed once.
+    unsafe { tinymalloc::raw::free(z as *mut u8) };
     let before = stats();
     tinymalloc::raw::trim();
     let after = stats();
     check_snapshot(&after);
     assert!(
         after.committed + 28 * MIB <= before.committed,
-        "a trim purges the cached mappings: {before:#?} {after:#?}"
+        "a trim purges the free chunks: {before:#?} {after:#?}"
     );
-    // Bigger than any cached mapping: the warm one grows (reserved grows by
-    // the difference only, not by a whole new mapping).
+    assert_eq!(after.reserved, before.reserved, "trim keeps one region");
+    // A block grows in place into the free chunks after it (realloc
+    // returns the same address), keeping its bytes.
     let s2 = stats();
     let c = get(30 * MIB);
-    touch(c, 30 * MIB);
+    touch(c, 30 * MIB, 3);
+    // SAFETY: c is a live block; the result replaces it.
+    let c2 = unsafe { tinymalloc::raw::realloc(c as *mut u8, 60 * MIB) } as usize;
+    assert_eq!(c2, c, "realloc grows the run in place");
+    for off in (4096..30 * MIB - 4096).step_by(4096) {
+        // SAFETY: c2 is a live block of 60 MiB.
+        assert_eq!(unsafe { *((c2 + off) as *const u8) }, 3, "byte {off:#x}");
+    }
+    // With the chunks after it taken, growing moves it (its pages, no
+    // copy) out of the region; its bytes go with it.
+    let d = get(10 * MIB);
+    assert_eq!(d, c + 64 * MIB, "the next run follows: {c:#x} {d:#x}");
+    // SAFETY: c2 is a live block; the result replaces it.
+    let c3 = unsafe { tinymalloc::raw::realloc(c2 as *mut u8, 100 * MIB) } as usize;
+    assert!(c3 != c2 && c3 != 0, "realloc moves the block");
+    for off in (4096..30 * MIB - 4096).step_by(4096) {
+        // SAFETY: c3 is a live block of 100 MiB.
+        assert_eq!(unsafe { *((c3 + off) as *const u8) }, 3, "byte {off:#x}");
+    }
+    // Its old chunks are free again: the next 60 MiB request takes them.
+    let e = get(60 * MIB);
+    assert_eq!(e, c, "the moved block's chunks serve the next request");
     let s3 = stats();
     check_snapshot(&s3);
-    assert!(s3.reserved <= s2.reserved + 30 * MIB, "{s2:#?} {s3:#?}");
-    put(c, 30 * MIB);
+    // Only the moved block's own mapping (with its slack) is new.
+    let grown = s3.reserved - s2.reserved;
+    assert!((100 * MIB..=108 * MIB).contains(&grown), "{s2:#?} {s3:#?}");
+    put(e, 60 * MIB);
+    put(d, 10 * MIB);
+    // SAFETY: c3 is live, freed once.
+    unsafe { tinymalloc::raw::free(c3 as *mut u8) };
 }
 
 // ---------------------------------------------------------------------

@@ -320,8 +320,9 @@ fn cross_thread_stress_then_everything_is_reclaimed() {
     assert_eq!(end.large_in_use, 0, "{msg}");
     assert_eq!(end.huge_in_use, 0, "{msg}");
     assert!(end.cached_segments <= 4 * end.arenas, "{msg}");
-    // What stays reserved: the cached segments, the cache of huge mappings
-    // (at most 256 MiB of address space, src/huge.rs) and the heap pool.
+    // What stays reserved: the cached segments, one huge region without a
+    // live block (256 MiB of address space, src/region.rs; trim unmaps
+    // the others) and the heap pool.
     assert!(
         end.reserved <= end.cached_segments * 4 * MIB + 256 * MIB + 4 * MIB,
         "{msg}"
