@@ -217,7 +217,8 @@ fn drop_cache_locked(inner: &mut Inner) -> bool {
 
 /// The OS refused a mapping: unmaps every cached segment (of `held`, whose
 /// lock the caller holds, and of every other arena whose lock is free) and
-/// every cached huge mapping, so the address space serves the request.
+/// every huge region without a live block, so the address space serves the
+/// request.
 /// True when anything was given back.
 pub fn release_cached_memory(held: Option<&mut Inner>) -> bool {
     let held_ptr = held
