@@ -23,8 +23,8 @@
 //! The huge workload run alone, 1 thread (two live blocks of 2-64 MiB): the
 //! separate cached mappings this replaced faulted 290 transparent huge
 //! pages per run (each freshly zeroed: about 210 µs per 2 MiB here), as
-//! their pieces could not be joined again; mimalloc, whose arenas coalesce,
-//! 65.
+//! their pieces could not be joined again; regions fault 72-74, mimalloc,
+//! whose arenas coalesce too, 65.
 
 use crate::segmap::{self, CHUNK};
 use crate::sync::Locked;
