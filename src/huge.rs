@@ -91,6 +91,22 @@ fn chunks_for(off: usize, usable: usize) -> Option<usize> {
     (n <= REGION_CHUNKS).then_some(n)
 }
 
+/// Maps `len` bytes for a block of its own (see [`os::map_aligned`]),
+/// giving back cached memory and trying once more when the OS refuses;
+/// null on failure or beyond the chunk map's range.
+fn map_own(len: usize, align: usize, offset: usize) -> *mut u8 {
+    let mut c = os::map_aligned(len, align, offset);
+    if c.is_null() && crate::arena::release_cached_memory(None) {
+        c = os::map_aligned(len, align, offset);
+    }
+    if !c.is_null() && !segmap::in_range(c as usize + len) {
+        // SAFETY: just mapped, unused.
+        unsafe { os::unmap(c, len) };
+        return null_mut();
+    }
+    c
+}
+
 /// Maps a huge block of `size` bytes aligned to `align` (power of two);
 /// null when out of memory. Zeroed when `zero` (fresh memory is zero
 /// already; reused chunks are cleared).
@@ -131,16 +147,8 @@ pub unsafe fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
             // space only, never touched unless used) so that a slightly
             // bigger block later grows into it in place.
             let len = with_slack(usable + off);
-            let mut c = os::map_aligned(len, map_align, map_off);
-            if c.is_null() && crate::arena::release_cached_memory(None) {
-                c = os::map_aligned(len, map_align, map_off);
-            }
+            let c = map_own(len, map_align, map_off);
             if c.is_null() {
-                return null_mut();
-            }
-            if !segmap::in_range(c as usize + len) {
-                // SAFETY: just mapped, unused.
-                unsafe { os::unmap(c, len) };
                 return null_mut();
             }
             stats::note_reserved(len as isize);
@@ -297,15 +305,8 @@ pub unsafe fn realloc_move(p: *mut u8, size: usize) -> *mut u8 {
     } = unsafe { h.read() };
     let (off, map_align, map_off) = layout(align);
     let len = with_slack(usable + off);
-    let mut target = os::map_aligned(len, map_align, map_off);
-    if target.is_null() && crate::arena::release_cached_memory(None) {
-        target = os::map_aligned(len, map_align, map_off);
-    }
-    if target.is_null() || !segmap::in_range(target as usize + len) {
-        if !target.is_null() {
-            // SAFETY: just mapped, unused.
-            unsafe { os::unmap(target, len) };
-        }
+    let target = map_own(len, map_align, map_off);
+    if target.is_null() {
         return null_mut();
     }
     // Forget the old chunk first: once mremap has moved the pages, another

@@ -127,6 +127,16 @@ fn first_run(free: u64, n: usize) -> Option<usize> {
     (starts != 0).then(|| starts.trailing_zeros() as usize)
 }
 
+/// Calls `f(i, len)` for each run of set bits of `m`, lowest first.
+fn for_runs(mut m: u64, mut f: impl FnMut(usize, usize)) {
+    while m != 0 {
+        let i = m.trailing_zeros() as usize;
+        let len = (!(m >> i)).trailing_zeros() as usize;
+        f(i, len);
+        m &= !mask(i, len);
+    }
+}
+
 /// A run of chunks taken by [`take`].
 pub struct Taken {
     /// Address of the run's first chunk.
@@ -153,13 +163,30 @@ impl Regions {
         r.dirty &= !m;
         self.dirty_bytes -= m.count_ones() as usize * CHUNK;
         stats::note_commit(-((m.count_ones() as usize * CHUNK) as isize));
-        while m != 0 {
-            let i = m.trailing_zeros() as usize;
-            let len = (!(m >> i)).trailing_zeros() as usize;
+        for_runs(m, |i, len| {
             // SAFETY: free chunks of ours: no live block, mapped by us.
             unsafe { os::purge((r.base + i * CHUNK) as *mut u8, len * CHUNK) };
-            m &= !mask(i, len);
+        });
+    }
+
+    /// Marks the free chunks `m` of region `k` used; returns those that
+    /// were dirty, and whether the run is to be advised transparent huge
+    /// pages (`want`, unless all of it already is).
+    fn claim(&mut self, k: usize, m: u64, want: bool) -> (u64, bool) {
+        let r = &mut self.r[k];
+        let dirty = r.dirty & m;
+        r.used |= m;
+        r.dirty &= !m;
+        r.touched |= m;
+        let advise = want && r.advised & m != m;
+        if advise {
+            r.advised |= m;
         }
+        let n = m.count_ones() as usize;
+        self.dirty_bytes -= dirty.count_ones() as usize * CHUNK;
+        self.note_used((n * CHUNK) as isize);
+        stats::note_commit(((n - dirty.count_ones() as usize) * CHUNK) as isize);
+        (dirty, advise)
     }
 
     /// Purges what is due (all dirty chunks when `force`), then the highest
@@ -240,7 +267,8 @@ impl Regions {
 /// Takes the lowest run of `n` free chunks (reserving a region when none
 /// has one); None when `n` is more than a region holds or no region can be
 /// reserved. The run's chunks are committed from now on; it is advised
-/// transparent huge pages when it reuses chunks used before.
+/// transparent huge pages when it reuses chunks used before, or once the
+/// program has freed a huge block.
 pub fn take(n: usize) -> Option<Taken> {
     if n == 0 || n > REGION_CHUNKS {
         return None;
@@ -255,22 +283,11 @@ pub fn take(n: usize) -> Option<Taken> {
             None => (g.grow()?, 0),
         };
         let m = mask(i, n);
-        let r = &mut g.r[k];
-        let dirty = r.dirty & m;
-        r.used |= m;
-        r.dirty &= !m;
-        let advise = r.advised & m != m && (r.touched & m != 0 || g.recycled);
-        r.touched |= m;
-        if advise {
-            r.advised |= m;
-        }
-        let base = r.base + i * CHUNK;
-        g.dirty_bytes -= dirty.count_ones() as usize * CHUNK;
-        g.note_used((n * CHUNK) as isize);
-        stats::note_commit(((n - dirty.count_ones() as usize) * CHUNK) as isize);
+        let want = g.r[k].touched & m != 0 || g.recycled;
+        let (dirty, advise) = g.claim(k, m, want);
         Some((
             Taken {
-                base,
+                base: g.r[k].base + i * CHUNK,
                 region: k,
                 dirty,
                 first: i,
@@ -293,24 +310,15 @@ pub fn extend(k: usize, first: usize, n: usize, n2: usize) -> bool {
     }
     let (ok, advise, base) = REGIONS.with(|g| {
         let m = mask(first + n, n2 - n);
-        let r = &mut g.r[k];
+        let r = &g.r[k];
         if r.ours & !r.used & m != m {
             return (false, false, 0);
         }
-        let dirty = r.dirty & m;
-        r.used |= m;
-        r.dirty &= !m;
         // The block's chunks keep one advice (a move out of the region
         // needs the block in one kernel mapping).
-        let advise = r.advised & mask(first, 1) != 0 && r.advised & m != m;
-        r.touched |= m;
-        if advise {
-            r.advised |= m;
-        }
+        let want = r.advised & mask(first, 1) != 0;
         let base = r.base + (first + n) * CHUNK;
-        g.dirty_bytes -= dirty.count_ones() as usize * CHUNK;
-        g.note_used(((n2 - n) * CHUNK) as isize);
-        stats::note_commit((((n2 - n) - dirty.count_ones() as usize) * CHUNK) as isize);
+        let (_, advise) = g.claim(k, m, want);
         (true, advise, base)
     });
     if advise {
@@ -415,15 +423,11 @@ fn unmap_free(g: &mut Regions, mut keep_one: bool) -> bool {
             keep_one = false;
             continue;
         }
-        let mut m = r.ours;
-        while m != 0 {
-            let i = m.trailing_zeros() as usize;
-            let len = (!(m >> i)).trailing_zeros() as usize;
+        for_runs(r.ours, |i, len| {
             // SAFETY: chunks of ours with no live block (and not dirty:
             // purged above, so nothing is counted committed).
             unsafe { os::unmap((r.base + i * CHUNK) as *mut u8, len * CHUNK) };
-            m &= !mask(i, len);
-        }
+        });
         stats::note_reserved(-((r.ours.count_ones() as usize * CHUNK) as isize));
         g.r[k] = EMPTY;
         any = true;
@@ -466,6 +470,21 @@ mod tests {
                 assert_eq!(first_run(free, n), plain, "{free:#x} {n}");
             }
         }
+    }
+
+    #[test]
+    fn for_runs_visits_each_run() {
+        let mut seen = [(0, 0); 4];
+        let mut n = 0;
+        for_runs(0b1110_0110 | 1 << 63, |i, len| {
+            seen[n] = (i, len);
+            n += 1;
+        });
+        assert_eq!(&seen[..n], &[(1, 2), (5, 3), (63, 1)]);
+        for_runs(0, |_, _| panic!("no run in 0"));
+        let mut all = (0, 0);
+        for_runs(!0, |i, len| all = (i, len));
+        assert_eq!(all, (0, 64));
     }
 
     #[test]
