@@ -8,7 +8,8 @@
 //!
 //! ```text
 //!  Arena ─┬─ cache      : up to 4 empty 4 MiB segments (purged after
-//!         │               the purge delay, unmapped past 4)
+//!         │               the purge delay, unmapped past 4), each with
+//!         │               its transparent-huge-page advice
 //!         ├─ abandoned  : segments of exited threads with live blocks,
 //!         │               adopted by the next heap (of any arena) that
 //!         │               would otherwise map a segment
@@ -37,6 +38,9 @@ pub struct Inner {
     cache: [*mut u8; CACHE_SLOTS],
     /// 0 when purged (known zero), else when the entry is due for a purge.
     cache_due: [u64; CACHE_SLOTS],
+    /// The entry is advised transparent huge pages (it was a large
+    /// segment past its arena's first).
+    cache_thp: [bool; CACHE_SLOTS],
     ncache: usize,
     /// Earliest time something of this arena is due to be purged (0: none).
     pub purge_at: u64,
@@ -101,6 +105,7 @@ impl Arena {
                 abandoned: null_mut(),
                 cache: [null_mut(); CACHE_SLOTS],
                 cache_due: [0; CACHE_SLOTS],
+                cache_thp: [false; CACHE_SLOTS],
                 ncache: 0,
                 purge_at: 0,
                 large: null_mut(),
@@ -159,21 +164,37 @@ pub fn assign() -> *mut Arena {
 pub unsafe fn alloc_segment(a: *mut Arena) -> (*mut u8, bool) {
     // SAFETY: arenas are static.
     let a = unsafe { &*a };
-    a.with(take_cached_locked).unwrap_or_else(map_segment)
+    a.with(|inner| take_cached_locked(inner, false))
+        .unwrap_or_else(map_segment)
 }
 
-/// Takes a cached segment's memory and whether it is known zero. Lock held.
-pub fn take_cached_locked(inner: &mut Inner) -> Option<(*mut u8, bool)> {
+/// Takes a cached segment's memory and whether it is known zero, advised
+/// transparent huge pages when `thp` and not otherwise (an entry with the
+/// advice wanted is taken first: changing it is a system call that takes
+/// the process's memory-map lock for writing). Lock held.
+pub fn take_cached_locked(inner: &mut Inner, thp: bool) -> Option<(*mut u8, bool)> {
     if inner.ncache == 0 {
         return None;
     }
-    inner.ncache -= 1;
-    let clean = inner.cache_due[inner.ncache] == 0;
+    let top = inner.ncache - 1;
+    let k = (0..inner.ncache)
+        .rev()
+        .find(|&k| inner.cache_thp[k] == thp)
+        .unwrap_or(top);
+    inner.cache.swap(k, top);
+    inner.cache_due.swap(k, top);
+    inner.cache_thp.swap(k, top);
+    inner.ncache = top;
+    let (base, clean) = (inner.cache[top], inner.cache_due[top] == 0);
     if !clean {
         // The entry's committed bytes pass to the segment made from it.
         stats::note_commit(-(CHUNK as isize));
     }
-    Some((inner.cache[inner.ncache], clean))
+    if inner.cache_thp[top] != thp {
+        // SAFETY: the entry is ours and unused.
+        unsafe { os::advise_thp(base, CHUNK, thp) };
+    }
+    Some((base, clean))
 }
 
 /// Maps a new 4 MiB-aligned segment from the OS (null when refused).
@@ -238,9 +259,9 @@ pub fn release_cached_memory(held: Option<&mut Inner>) -> bool {
 
 /// Puts an empty segment's memory in the cache (purged after the delay) or
 /// unmaps it when the cache is full. `committed`: the segment's committed
-/// bytes (a cached entry not yet purged counts as wholly committed). Lock
-/// held.
-pub fn release_locked(inner: &mut Inner, base: *mut u8, committed: usize) {
+/// bytes (a cached entry not yet purged counts as wholly committed); `thp`:
+/// the memory is advised transparent huge pages. Lock held.
+pub fn release_locked(inner: &mut Inner, base: *mut u8, committed: usize, thp: bool) {
     segmap::set(base as usize, Kind::None);
     stats::note_segment(-1);
     stats::note_commit(-(committed as isize));
@@ -262,6 +283,7 @@ pub fn release_locked(inner: &mut Inner, base: *mut u8, committed: usize) {
         }
         inner.cache[inner.ncache] = base;
         inner.cache_due[inner.ncache] = due;
+        inner.cache_thp[inner.ncache] = thp;
         inner.ncache += 1;
     } else {
         // SAFETY: the segment is empty and no longer in the chunk map.
@@ -280,7 +302,7 @@ pub unsafe fn release_segment(seg: *mut Segment) {
     // SAFETY: the caller holds the empty segment.
     let committed = unsafe { segment::committed(seg) };
     a.with(|inner| {
-        release_locked(inner, seg as *mut u8, committed);
+        release_locked(inner, seg as *mut u8, committed, false);
         purge_due_locked(inner, false);
     });
 }
@@ -371,7 +393,12 @@ pub unsafe fn abandon_segment(seg: *mut Segment) {
         // SAFETY: as above.
         if unsafe { tidy_abandoned(seg) && segment::quiescent(seg, 0) } {
             // SAFETY: as above.
-            release_locked(inner, seg as *mut u8, unsafe { segment::committed(seg) });
+            release_locked(
+                inner,
+                seg as *mut u8,
+                unsafe { segment::committed(seg) },
+                false,
+            );
             return;
         }
         s.abandoned = true;
@@ -495,7 +522,7 @@ pub unsafe fn reclaim_frees(seg: *mut Segment, a: usize, w: usize, counted: bool
         unsafe {
             if (*seg).abandoned && reclaim_word(seg, a, w) && segment::quiescent(seg, mine) {
                 unlink_abandoned(ar, inner, seg);
-                release_locked(inner, seg as *mut u8, segment::committed(seg));
+                release_locked(inner, seg as *mut u8, segment::committed(seg), false);
             } else {
                 let due = (*seg).purge_at;
                 if (*seg).purge_pages != 0 && due != segment::NEVER && inner.purge_at == 0 {
@@ -549,7 +576,7 @@ pub fn trim_all() -> bool {
                     let next = (*seg).next;
                     if tidy_abandoned(seg) && segment::quiescent(seg, 0) {
                         unlink_abandoned(a, inner, seg);
-                        release_locked(inner, seg as *mut u8, segment::committed(seg));
+                        release_locked(inner, seg as *mut u8, segment::committed(seg), false);
                     }
                     seg = next;
                 }

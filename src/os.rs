@@ -114,17 +114,25 @@ pub fn set_enomem() {
     unsafe { *libc::__errno_location() = libc::ENOMEM };
 }
 
-/// Asks the OS to back `[p, p+len)` with transparent huge pages (2 MiB)
-/// where the system allows it on request (`madvise` mode): one page fault
-/// then maps 2 MiB instead of 4 KiB. Used for huge blocks only, which are
-/// big and usually filled whole; a failure changes nothing.
+/// Sets (`on`) or clears the transparent-huge-page advice of `[p, p+len)`
+/// (`MADV_HUGEPAGE` / `MADV_NOHUGEPAGE`). Advised, where the system allows
+/// it on request (`madvise` mode), one page fault maps 2 MiB instead of 4
+/// KiB. Used for huge blocks and for large segments past an arena's first,
+/// which are usually filled whole; a failure changes nothing. Each call
+/// takes the process's memory-map lock for writing (page faults of every
+/// thread wait meanwhile): callers advise a mapping once, not per block.
 ///
 /// # Safety
 /// `[p, p+len)` is a mapping of tinymalloc's.
-pub unsafe fn advise_huge_pages(p: *mut u8, len: usize) {
+pub unsafe fn advise_thp(p: *mut u8, len: usize, on: bool) {
     let _e = KeepErrno::new();
+    let advice = if on {
+        libc::MADV_HUGEPAGE
+    } else {
+        libc::MADV_NOHUGEPAGE
+    };
     // SAFETY: advice only; the range is ours.
-    unsafe { libc::madvise(p.cast(), len, libc::MADV_HUGEPAGE) };
+    unsafe { libc::madvise(p.cast(), len, advice) };
 }
 
 /// Maps `size` bytes of zeroed read-write memory exactly at `p`, unless

@@ -126,6 +126,7 @@ fn child_process() {
         "sizes" => large_and_huge(),
         "leak" => leak(),
         "huge-reuse" => huge_reuse(),
+        "thp-advice" => thp_advice(),
         other => panic!("unknown mode {other}"),
     }
 }
@@ -615,6 +616,92 @@ fn large_and_huge() {
     let s4 = stats();
     check_snapshot(&s4);
     assert!(s4.committed < s0.committed + MIB, "{s0:#?} {s4:#?}");
+}
+
+#[test]
+fn transparent_huge_pages_only_where_memory_is_used_again_or_plenty() {
+    child("thp-advice", &[("TINYMALLOC_ARENAS", "64")]);
+}
+
+/// Whether the mapping holding `p` is advised transparent huge pages: the
+/// `hg` flag on its `VmFlags` line in /proc/self/smaps. Read line by line
+/// (small blocks only, so that the reading makes no large segment).
+fn advised(p: usize) -> bool {
+    use std::io::{BufRead, BufReader};
+    let f = std::fs::File::open("/proc/self/smaps").expect("reading /proc/self/smaps");
+    let mut inside = false;
+    for line in BufReader::new(f).lines() {
+        let line = line.unwrap();
+        let range = line.split_whitespace().next().unwrap_or("");
+        if let Some((a, b)) = range.split_once('-') {
+            if let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) {
+                inside = (a..b).contains(&p);
+                continue;
+            }
+        }
+        if let Some(flags) = line.strip_prefix("VmFlags:") {
+            if inside {
+                return flags.split_whitespace().any(|f| f == "hg");
+            }
+        }
+    }
+    panic!("no mapping with VmFlags holds {p:#x}");
+}
+
+/// Child: which memory is advised transparent huge pages (`MADV_HUGEPAGE`:
+/// one fault maps 2 MiB). Not a program's first large segment or its
+/// first huge buffers before it frees one (a program touching them sparsely
+/// would get 2 MiB resident per page it touches); a large segment past
+/// its arena's first, huge blocks past the first region, and huge blocks
+/// once the program recycles huge memory, are; a small segment made from
+/// an advised one's memory is not.
+fn thp_advice() {
+    if !std::path::Path::new("/sys/kernel/mm/transparent_hugepage/enabled").exists() {
+        println!("this kernel has no transparent huge pages: nothing to check");
+        return;
+    }
+    // The test thread has an arena of its own (64 arenas): its first
+    // large segment holds two 1.5 MiB blocks, the third needs a second.
+    let a = get(1536 * KIB);
+    let b = get(1536 * KIB);
+    let c = get(1536 * KIB);
+    let seg = |p: usize| p & !(4 * MIB - 1);
+    assert_eq!(seg(a), seg(b), "{a:#x} {b:#x}");
+    assert_ne!(seg(a), seg(c), "{a:#x} {c:#x}");
+    assert!(
+        !advised(a),
+        "the arena's first large segment is not advised"
+    );
+    assert!(advised(c), "a second large segment is advised");
+    // Huge blocks: the first ones, in the first region, are not advised;
+    // one that needs a second region (256 MiB each) is.
+    let h1 = get(40 * MIB);
+    assert!(!advised(h1), "a first huge block is not advised");
+    let h2 = get(240 * MIB);
+    assert!(advised(h2), "a huge block in a second region is advised");
+    // Once a huge block is freed, the program recycles huge memory: a
+    // block reusing its chunks is advised.
+    put(h1, 40 * MIB);
+    let h3 = get(8 * MIB);
+    assert_eq!(h3, h1, "first fit reuses the freed run");
+    assert!(advised(h3), "reused huge chunks are advised");
+    put(h2, 240 * MIB);
+    put(h3, 8 * MIB);
+    // Empty segments go to the arena's cache with their advice; a small
+    // segment made from the advised one loses it (small pages are 64 KiB
+    // of one size class: 2 MiB pages would multiply what they hold).
+    for (p, n) in [(a, 1536 * KIB), (b, 1536 * KIB), (c, 1536 * KIB)] {
+        put(p, n);
+    }
+    let small: Vec<usize> = (0..12 * 1024).map(|_| get(KIB)).collect();
+    assert!(
+        small.iter().any(|&p| seg(p) == seg(c)),
+        "the cached segment of c serves small blocks"
+    );
+    assert!(!advised(seg(c)), "a small segment is not advised");
+    for p in small {
+        put(p, KIB);
+    }
 }
 
 #[test]
