@@ -168,11 +168,25 @@ pub unsafe fn alloc_segment(a: *mut Arena) -> (*mut u8, bool) {
         .unwrap_or_else(map_segment)
 }
 
+/// Segment memory from the cache or the OS and whether it is known zero,
+/// advised transparent huge pages when `thp` and not otherwise. Lock held.
+pub fn segment_memory_locked(inner: &mut Inner, thp: bool) -> (*mut u8, bool) {
+    if let Some(c) = take_cached_locked(inner, thp) {
+        return c;
+    }
+    let (base, clean) = map_segment_locked(Some(inner));
+    if thp && !base.is_null() {
+        // SAFETY: a fresh mapping of ours, not yet in use.
+        unsafe { os::advise_thp(base, CHUNK, true) };
+    }
+    (base, clean)
+}
+
 /// Takes a cached segment's memory and whether it is known zero, advised
 /// transparent huge pages when `thp` and not otherwise (an entry with the
 /// advice wanted is taken first: changing it is a system call that takes
 /// the process's memory-map lock for writing). Lock held.
-pub fn take_cached_locked(inner: &mut Inner, thp: bool) -> Option<(*mut u8, bool)> {
+fn take_cached_locked(inner: &mut Inner, thp: bool) -> Option<(*mut u8, bool)> {
     if inner.ncache == 0 {
         return None;
     }
@@ -205,7 +219,7 @@ pub fn map_segment() -> (*mut u8, bool) {
 /// Maps a new segment; when the OS refuses, gives back every cached
 /// mapping (the arena whose lock the caller holds is passed as `held`) and
 /// tries once more.
-pub fn map_segment_locked(held: Option<&mut Inner>) -> (*mut u8, bool) {
+fn map_segment_locked(held: Option<&mut Inner>) -> (*mut u8, bool) {
     let mut p = os::map_aligned(CHUNK, CHUNK, 0);
     if p.is_null() && release_cached_memory(held) {
         p = os::map_aligned(CHUNK, CHUNK, 0);

@@ -173,7 +173,7 @@ unsafe fn new_segment(inner: &mut Inner, a: *mut Arena) -> *mut LargeSeg {
     // large buffers keeps its first segment at 4 KiB pages.
     let thp = !inner.large.is_null();
     // The lock is already held: take the cache directly.
-    let (base, clean) = take_segment_memory(inner, thp);
+    let (base, clean) = arena::segment_memory_locked(inner, thp);
     if base.is_null() {
         return null_mut();
     }
@@ -204,20 +204,6 @@ unsafe fn new_segment(inner: &mut Inner, a: *mut Arena) -> *mut LargeSeg {
     segmap::set(base as usize, Kind::Large);
     stats::note_segment(1);
     seg
-}
-
-/// Segment memory from the arena cache or the OS, advised transparent huge
-/// pages when `thp`. Lock held.
-fn take_segment_memory(inner: &mut Inner, thp: bool) -> (*mut u8, bool) {
-    if let Some(c) = arena::take_cached_locked(inner, thp) {
-        return c;
-    }
-    let (base, clean) = arena::map_segment_locked(Some(inner));
-    if thp && !base.is_null() {
-        // SAFETY: a fresh mapping of ours, not yet in use.
-        unsafe { os::advise_thp(base, CHUNK, true) };
-    }
-    (base, clean)
 }
 
 /// Marks pages `[i, i+n)` as a block; returns its address and whether its
