@@ -152,6 +152,7 @@ fn run_suite(opts: &Options) -> Result<i32, String> {
     let report = Report::new(runs, cells, labels, baseline);
     print!("{}", report.tables());
     print!("{}", report.summary());
+    print!("{}", report.verdicts());
     let failures = report.failures();
     let mismatches = report.checksum_mismatches();
     for f in &failures {

@@ -1,6 +1,7 @@
-//! Results: medians, ratios to the baseline, text tables and CSV.
+//! Results: medians, ratios to the baseline, paired verdicts, text tables
+//! and CSV.
 
-use crate::stats::{geomean, median};
+use crate::stats::{geomean, median, sign_test};
 use crate::workloads;
 use std::fmt::Write as _;
 
@@ -54,6 +55,53 @@ pub enum Stat {
     Failed(String),
     /// Not run.
     Missing,
+}
+
+/// The significance level of the paired verdicts (one-sided sign test).
+pub const ALPHA: f64 = 0.05;
+
+/// The fewest repetitions with which a cell can pass the sign test at
+/// [`ALPHA`]: 5 of 5 one way is p = 1/32.
+pub const MIN_PAIRED_REPS: usize = 5;
+
+/// How an allocator fared against the baseline repetition by repetition
+/// in one cell. The driver runs every allocator once per round, so the
+/// two runs of a repetition were close in time: noise that drifts over
+/// seconds or minutes (other tenants of a shared machine) hits both, and
+/// the count of rounds won or lost says whether a difference between the
+/// medians stands out of that noise.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Paired {
+    /// Repetitions where the allocator took less time than the baseline.
+    pub faster: usize,
+    /// Repetitions where it took more (ties count as neither).
+    pub slower: usize,
+}
+
+/// What [`Paired`] says at [`ALPHA`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Verdict {
+    /// Slower in so many repetitions that chance would explain it less
+    /// than one time in twenty.
+    Slower,
+    /// Faster, likewise.
+    Faster,
+    /// Neither: within the machine's noise.
+    Noise,
+}
+
+impl Paired {
+    /// The verdict of the one-sided sign test each way.
+    pub fn verdict(&self) -> Verdict {
+        let n = self.faster + self.slower;
+        if sign_test(n, self.slower) < ALPHA {
+            Verdict::Slower
+        } else if sign_test(n, self.faster) < ALPHA {
+            Verdict::Faster
+        } else {
+            Verdict::Noise
+        }
+    }
 }
 
 /// All results of a suite run.
@@ -138,6 +186,109 @@ impl Report {
             ) if *bs > 0.0 && *br > 0.0 => Some((seconds / bs, rss_kib / br)),
             _ => None,
         }
+    }
+
+    /// Allocator `a` against the baseline in `cell`, repetition by
+    /// repetition (those where both succeeded); None for the baseline
+    /// itself or when either never succeeded.
+    pub fn paired(&self, cell: usize, a: usize) -> Option<Paired> {
+        let b = self.base_index()?;
+        if a == b {
+            return None;
+        }
+        let (w, t) = &self.cells[cell];
+        let seconds = |name: &str, rep: usize| {
+            self.runs.iter().find_map(|r| match &r.result {
+                Ok(m)
+                    if &r.workload == w
+                        && r.threads == *t
+                        && r.allocator == name
+                        && r.rep == rep =>
+                {
+                    Some(m.seconds)
+                }
+                _ => None,
+            })
+        };
+        let mut p = Paired {
+            faster: 0,
+            slower: 0,
+        };
+        for r in self
+            .runs
+            .iter()
+            .filter(|r| &r.workload == w && r.threads == *t && r.allocator == self.allocators[a])
+        {
+            let (Ok(m), Some(base)) = (&r.result, seconds(&self.baseline, r.rep)) else {
+                continue;
+            };
+            if m.seconds < base {
+                p.faster += 1;
+            } else if m.seconds > base {
+                p.slower += 1;
+            }
+        }
+        (p.faster + p.slower > 0).then_some(p)
+    }
+
+    /// Paired verdicts per allocator: counts of cells slower, faster and
+    /// within noise, and the cells found slower with their counts.
+    pub fn verdicts(&self) -> String {
+        let mut s = String::new();
+        let reps = self.runs.iter().map(|r| r.rep).max().unwrap_or(0);
+        let _ = writeln!(
+            s,
+            "\npaired by repetition: a cell is slower (faster) than {}'s when the allocator \
+             lost (won) in so many of the rounds that a one-sided sign test gives p < {ALPHA}",
+            self.baseline
+        );
+        if reps < MIN_PAIRED_REPS {
+            let _ = writeln!(
+                s,
+                "  (with {reps} repetitions no cell can pass: use --reps {MIN_PAIRED_REPS} or more)"
+            );
+        }
+        let width = self
+            .allocators
+            .iter()
+            .map(|a| a.len())
+            .max()
+            .unwrap_or(9)
+            .max(9);
+        let _ = writeln!(
+            s,
+            "  {:<width$}  {:>6}  {:>6}  {:>6}  slower cells (rounds lost of those decided)",
+            "allocator", "slower", "faster", "noise"
+        );
+        for (a, name) in self.allocators.iter().enumerate() {
+            let (mut slower, mut faster, mut noise) = (Vec::new(), 0, 0);
+            for (c, (w, t)) in self.cells.iter().enumerate() {
+                let Some(p) = self.paired(c, a) else { continue };
+                match p.verdict() {
+                    Verdict::Slower => slower.push(format!(
+                        "{w} t={t} ({} of {})",
+                        p.slower,
+                        p.faster + p.slower
+                    )),
+                    Verdict::Faster => faster += 1,
+                    Verdict::Noise => noise += 1,
+                }
+            }
+            if slower.len() + faster + noise == 0 {
+                continue;
+            }
+            let _ = writeln!(
+                s,
+                "  {name:<width$}  {:>6}  {faster:>6}  {noise:>6}  {}",
+                slower.len(),
+                if slower.is_empty() {
+                    "-".to_string()
+                } else {
+                    slower.join(", ")
+                }
+            );
+        }
+        s
     }
 
     /// Geometric means of (time ratio, RSS ratio) of allocator `a` over the
@@ -493,6 +644,76 @@ mod tests {
         assert_eq!((count(616.0), count(4812.0)), ("616".into(), "4.8k".into()));
         assert!(r.tables().contains("  faults"));
         assert_eq!(csv("say \"x\""), "\"say \"\"x\"\"\"");
+    }
+
+    #[test]
+    fn paired_verdicts_need_enough_rounds_one_way() {
+        // Cell t=1: tinymalloc wins 5 of 5 rounds (p = 1/32); t=2: it
+        // loses 4 of 5 (p = 6/32: noise); t=4: it loses 6 of 6, by 1%.
+        let mut runs = Vec::new();
+        for rep in 1..=6 {
+            if rep <= 5 {
+                runs.push(run("tinymalloc", 1, rep, 1.0, 1000));
+                runs.push(run("mimalloc", 1, rep, 1.5, 1000));
+                runs.push(run(
+                    "tinymalloc",
+                    2,
+                    rep,
+                    if rep == 3 { 1.0 } else { 2.0 },
+                    1000,
+                ));
+                runs.push(run("mimalloc", 2, rep, 1.5, 1000));
+            }
+            runs.push(run("tinymalloc", 4, rep, 1.01, 1000));
+            runs.push(run("mimalloc", 4, rep, 1.0, 1000));
+        }
+        let r = Report::new(
+            runs,
+            vec![
+                ("larson".into(), 1),
+                ("larson".into(), 2),
+                ("larson".into(), 4),
+            ],
+            vec!["tinymalloc".into(), "mimalloc".into()],
+            "mimalloc".into(),
+        );
+        let p = |c| r.paired(c, 0).unwrap();
+        assert_eq!(
+            p(0),
+            Paired {
+                faster: 5,
+                slower: 0
+            }
+        );
+        assert_eq!(p(0).verdict(), Verdict::Faster);
+        assert_eq!(
+            p(1),
+            Paired {
+                faster: 1,
+                slower: 4
+            }
+        );
+        assert_eq!(p(1).verdict(), Verdict::Noise);
+        assert_eq!(p(2).verdict(), Verdict::Slower);
+        assert_eq!(
+            r.paired(0, 1),
+            None,
+            "the baseline is not paired with itself"
+        );
+        let text = r.verdicts();
+        assert!(text.contains("larson t=4 (6 of 6)"), "{text}");
+        assert!(!text.contains("larson t=2 ("), "{text}");
+        assert!(!text.contains("no cell can pass"), "{text}");
+        // Three repetitions can never pass.
+        assert!(sample().verdicts().contains("no cell can pass"));
+        assert_eq!(
+            sample().paired(0, 0),
+            Some(Paired {
+                faster: 3,
+                slower: 0
+            })
+        );
+        assert_eq!(sample().paired(0, 0).unwrap().verdict(), Verdict::Noise);
     }
 
     #[test]
