@@ -247,6 +247,15 @@ impl Report {
                 s,
                 "  (with {reps} repetitions no cell can pass: use --reps {MIN_PAIRED_REPS} or more)"
             );
+        } else {
+            // Each cell is a test of its own: at this level, chance alone
+            // flags about one cell in twenty each way.
+            let _ = writeln!(
+                s,
+                "  (chance alone flags about {:.1} of {} cells each way: rerun before trusting one)",
+                ALPHA * self.cells.len() as f64,
+                self.cells.len()
+            );
         }
         let width = self
             .allocators
@@ -704,6 +713,7 @@ mod tests {
         assert!(text.contains("larson t=4 (6 of 6)"), "{text}");
         assert!(!text.contains("larson t=2 ("), "{text}");
         assert!(!text.contains("no cell can pass"), "{text}");
+        assert!(text.contains("about 0.2 of 3 cells"), "{text}");
         // Three repetitions can never pass.
         assert!(sample().verdicts().contains("no cell can pass"));
         assert_eq!(
