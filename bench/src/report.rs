@@ -166,6 +166,16 @@ impl Report {
         }
     }
 
+    /// The width of the allocator column: the longest label, at least 9.
+    fn label_width(&self) -> usize {
+        self.allocators
+            .iter()
+            .map(|a| a.len())
+            .max()
+            .unwrap_or(9)
+            .max(9)
+    }
+
     fn base_index(&self) -> Option<usize> {
         self.allocators.iter().position(|a| *a == self.baseline)
     }
@@ -257,13 +267,7 @@ impl Report {
                 self.cells.len()
             );
         }
-        let width = self
-            .allocators
-            .iter()
-            .map(|a| a.len())
-            .max()
-            .unwrap_or(9)
-            .max(9);
+        let width = self.label_width();
         let _ = writeln!(
             s,
             "  {:<width$}  {:>6}  {:>6}  {:>6}  slower cells (rounds lost of those decided)",
@@ -358,13 +362,7 @@ impl Report {
             "per workload: median of the repetitions; ratio = value / {}'s (lower is better)\n",
             self.baseline
         );
-        let width = self
-            .allocators
-            .iter()
-            .map(|a| a.len())
-            .max()
-            .unwrap_or(9)
-            .max(9);
+        let width = self.label_width();
         let mut last = "";
         for (c, (w, t)) in self.cells.iter().enumerate() {
             if w != last {
@@ -413,13 +411,7 @@ impl Report {
     /// Geometric means of the ratios per allocator.
     pub fn summary(&self) -> String {
         let mut s = String::new();
-        let width = self
-            .allocators
-            .iter()
-            .map(|a| a.len())
-            .max()
-            .unwrap_or(9)
-            .max(9);
+        let width = self.label_width();
         let _ = writeln!(
             s,
             "\nsummary: geometric means of ratios to {} over all cells (lower is better)",
