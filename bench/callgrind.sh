@@ -12,6 +12,10 @@ sizes=(); libs=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do sizes+=("$1"); shift; done
 [ $# -gt 0 ] && shift
 libs=("$@")
+for lib in "${libs[@]}"; do
+  # A library that is not there would preload nothing and count glibc.
+  [ -f "$lib" ] || { echo "callgrind.sh: no such library: $lib" >&2; exit 1; }
+done
 [ ${#sizes[@]} -eq 0 ] && sizes=(16 64 1000 100000)
 tm=target/release/libtinymalloc.so
 [ -f "$tm" ] || cargo build --release -p tinymalloc-capi

@@ -384,7 +384,7 @@ unsafe fn take_block(page: *mut Page) -> *mut u8 {
         let bits = word.load(Ordering::Relaxed);
         debug_assert!(bits != 0);
         word.store(bits & (bits - 1), Ordering::Relaxed);
-        ((*page).word_base + (bits.trailing_zeros() * (*page).bsize) as usize) as *mut u8
+        ((*page).word_base + (bits.trailing_zeros() * (*page).bsize as u32) as usize) as *mut u8
     }
 }
 
@@ -429,10 +429,11 @@ unsafe fn next_word(h: *mut Heap, cls: usize, size: usize) -> *mut u8 {
     unsafe {
         let hp = &mut *h;
         let page = hp.pages[cls];
-        if page == empty_page()
-            || hp.xgen.0.load(Ordering::Relaxed) != hp.xgen_seen
-            || !(*page).advance()
-        {
+        if page == empty_page() || hp.xgen.0.load(Ordering::Relaxed) != hp.xgen_seen {
+            return null_mut();
+        }
+        sync(hp, cls);
+        if !(*page).advance() {
             return null_mut();
         }
         // `mirror` for a page that stays current: its block size is the
@@ -479,6 +480,7 @@ unsafe fn refill(h: *mut Heap, cls: usize, size: usize) -> *mut u8 {
             if page == empty_page() {
                 break;
             }
+            sync(hp, cls);
             if (*page).advance() {
                 mirror(hp, cls);
                 return take_block_counted(hp, cls, page);
