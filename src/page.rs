@@ -303,8 +303,8 @@ impl Page {
     /// use before untouched ones, and a class whose live blocks fill part of
     /// a page keeps them in that part's cache lines and memory pages,
     /// where sweeping the whole page spread them over all of it
-    /// (alloc-test: 15% more 4 KiB pages under its live blocks, 740 page
-    /// faults against 640).
+    /// (alloc-test's live blocks at the end of a run: on 278 4 KiB pages
+    /// then, 247 now; page faults per run 740 then, 645 now).
     pub fn advance(&mut self) -> bool {
         let n = self.nwords();
         let lim = (self.limit as usize).min(n);
