@@ -433,7 +433,8 @@ unsafe fn next_word(h: *mut Heap, cls: usize, size: usize) -> *mut u8 {
             return null_mut();
         }
         sync(hp, cls);
-        if !(*page).advance() {
+        // The heap's page of `cls` is current.
+        if !(*page).advance_with((*page).used_current()) {
             return null_mut();
         }
         // `mirror` for a page that stays current: its block size is the
