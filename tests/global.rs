@@ -281,6 +281,17 @@ struct A64K(u64);
 #[repr(C, align(2097152))]
 struct A2M(u64);
 
+/// `Box::new(A2M(i))` built in place: a debug build makes the 2 MiB value
+/// on the stack first, which overflows a test thread's 2 MiB stack.
+fn boxed_a2m(i: u64) -> Box<A2M> {
+    let mut b = Box::<A2M>::new_uninit();
+    // SAFETY: writing A2M's one field initialises it (the rest is padding).
+    unsafe {
+        core::ptr::addr_of_mut!((*b.as_mut_ptr()).0).write(i);
+        b.assume_init()
+    }
+}
+
 #[test]
 fn over_aligned_types() {
     let _g = serial();
@@ -309,7 +320,7 @@ fn over_aligned_types() {
         assert_eq!(&**b as *const A64K as usize % 65536, 0);
         assert_eq!(b.0, i as u64);
     }
-    let b2m: Vec<Box<A2M>> = (0..6).map(|i| Box::new(A2M(i))).collect();
+    let b2m: Vec<Box<A2M>> = (0..6).map(boxed_a2m).collect();
     for (i, b) in b2m.iter().enumerate() {
         assert_eq!(&**b as *const A2M as usize % (2 * MIB), 0);
         assert_eq!(b.0, i as u64);
