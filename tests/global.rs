@@ -284,11 +284,16 @@ struct A2M(u64);
 /// `Box::new(A2M(i))` built in place: a debug build makes the 2 MiB value
 /// on the stack first, which overflows a test thread's 2 MiB stack.
 fn boxed_a2m(i: u64) -> Box<A2M> {
-    let mut b = Box::<A2M>::new_uninit();
-    // SAFETY: writing A2M's one field initialises it (the rest is padding).
+    let layout = std::alloc::Layout::new::<A2M>();
+    // SAFETY: A2M's layout has a non-zero size.
+    let p = unsafe { std::alloc::alloc(layout) }.cast::<A2M>();
+    assert!(!p.is_null(), "no memory for an A2M");
+    // SAFETY: p is a fresh block of A2M's layout from the global allocator;
+    // writing A2M's one field initialises it (the rest is padding), and the
+    // Box frees it with that same layout.
     unsafe {
-        core::ptr::addr_of_mut!((*b.as_mut_ptr()).0).write(i);
-        b.assume_init()
+        core::ptr::addr_of_mut!((*p).0).write(i);
+        Box::from_raw(p)
     }
 }
 
