@@ -132,10 +132,7 @@ impl Report {
                 allocators
                     .iter()
                     .map(|a| {
-                        let mine: Vec<&Run> = runs
-                            .iter()
-                            .filter(|r| &r.workload == w && r.threads == *t && &r.allocator == a)
-                            .collect();
+                        let mine: Vec<&Run> = cell_runs(&runs, w, *t, a).collect();
                         if mine.is_empty() {
                             return Stat::Missing;
                         }
@@ -207,34 +204,22 @@ impl Report {
             return None;
         }
         let (w, t) = &self.cells[cell];
-        let seconds = |name: &str, rep: usize| {
-            self.runs.iter().find_map(|r| match &r.result {
-                Ok(m)
-                    if &r.workload == w
-                        && r.threads == *t
-                        && r.allocator == name
-                        && r.rep == rep =>
-                {
-                    Some(m.seconds)
-                }
-                _ => None,
-            })
-        };
+        // The baseline's time in each repetition where it succeeded.
+        let base: Vec<(usize, f64)> = cell_runs(&self.runs, w, *t, &self.baseline)
+            .filter_map(|r| r.result.as_ref().ok().map(|m| (r.rep, m.seconds)))
+            .collect();
         let mut p = Paired {
             faster: 0,
             slower: 0,
         };
-        for r in self
-            .runs
-            .iter()
-            .filter(|r| &r.workload == w && r.threads == *t && r.allocator == self.allocators[a])
-        {
-            let (Ok(m), Some(base)) = (&r.result, seconds(&self.baseline, r.rep)) else {
+        for r in cell_runs(&self.runs, w, *t, &self.allocators[a]) {
+            let Ok(m) = &r.result else { continue };
+            let Some(&(_, b)) = base.iter().find(|(rep, _)| *rep == r.rep) else {
                 continue;
             };
-            if m.seconds < base {
+            if m.seconds < b {
                 p.faster += 1;
-            } else if m.seconds > base {
+            } else if m.seconds > b {
                 p.slower += 1;
             }
         }
@@ -517,6 +502,17 @@ impl Report {
         }
         s
     }
+}
+
+/// The runs of allocator `a` in the cell of workload `w` at `t` threads.
+fn cell_runs<'a>(
+    runs: &'a [Run],
+    w: &'a str,
+    t: usize,
+    a: &'a str,
+) -> impl Iterator<Item = &'a Run> + 'a {
+    runs.iter()
+        .filter(move |r| r.workload == w && r.threads == t && r.allocator == a)
 }
 
 /// A rate with an SI suffix: `12.3M`, `950k`, `81.0`.
