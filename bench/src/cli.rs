@@ -38,6 +38,12 @@ Options:
                           (default: 1,2,8; single-threaded workloads run
                           only when 1 is listed)
   --reps N                repetitions per cell, median reported (default: 3)
+  --confirm N             then rerun each cell with a paired verdict (slower
+                          or faster than the baseline in so many rounds that
+                          chance is unlikely) for N rounds more, the
+                          baseline and the flagged allocators only, and say
+                          whether each verdict stands (default: 0, off;
+                          results in confirm.csv)
   --preload PATH.so       also run every workload against this malloc
                           library (LD_PRELOAD into the system-malloc worker),
                           labelled with its file name; repeatable
@@ -67,6 +73,8 @@ pub struct Options {
     pub threads: Vec<usize>,
     /// Repetitions per cell.
     pub reps: usize,
+    /// Rounds rerun for each cell with a paired verdict (0: none).
+    pub confirm: usize,
     /// Malloc libraries to preload.
     pub preload: Vec<PathBuf>,
     /// Baseline allocator label for ratios, if given.
@@ -110,6 +118,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, String>
         allocators: ALLOCATORS.iter().map(|s| s.to_string()).collect(),
         threads: THREADS.to_vec(),
         reps: 3,
+        confirm: 0,
         preload: Vec::new(),
         baseline: None,
         scale: f64::NAN,
@@ -131,6 +140,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, String>
                 | "--allocators"
                 | "--threads"
                 | "--reps"
+                | "--confirm"
                 | "--preload"
                 | "--baseline"
                 | "--scale"
@@ -198,6 +208,11 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, String>
                     _ => return Err(format!("bad --reps {value:?}")),
                 }
             }
+            "--confirm" => {
+                o.confirm = value
+                    .parse()
+                    .map_err(|_| format!("bad --confirm {value:?}"))?
+            }
             "--scale" => {
                 o.scale = match value.parse::<f64>() {
                     Ok(x) if x > 0.0 && x.is_finite() => x,
@@ -241,6 +256,7 @@ mod tests {
         assert_eq!(o.allocators, ALLOCATORS);
         assert_eq!(o.threads, vec![1, 2, 8]);
         assert_eq!((o.reps, o.scale, o.timeout), (3, FULL_SCALE, 600));
+        assert_eq!(o.confirm, 0);
         let q = p(&["--quick"]).unwrap();
         assert_eq!((q.reps, q.scale, q.timeout), (3, QUICK_SCALE, 60));
     }
@@ -255,6 +271,8 @@ mod tests {
             "--threads",
             "8,2",
             "--reps=5",
+            "--confirm",
+            "41",
             "--preload",
             "/usr/lib/libtcmalloc.so",
             "--no-build",
@@ -265,7 +283,7 @@ mod tests {
         assert_eq!(o.workloads, vec!["larson", "xmalloc"]);
         assert_eq!(o.allocators, vec!["mimalloc", "tinymalloc"]);
         assert_eq!(o.threads, vec![2, 8]);
-        assert_eq!(o.reps, 5);
+        assert_eq!((o.reps, o.confirm), (5, 41));
         assert_eq!(o.preload, vec![PathBuf::from("/usr/lib/libtcmalloc.so")]);
         assert!(o.no_build && o.quick);
         assert_eq!(o.out, Some(PathBuf::from("/tmp/x")));
@@ -281,6 +299,7 @@ mod tests {
         assert!(p(&["--threads", "0"]).is_err());
         assert!(p(&["--reps", "0"]).is_err());
         assert!(p(&["--reps"]).is_err());
+        assert!(p(&["--confirm", "-1"]).is_err());
         assert!(p(&["--quick=yes"]).is_err());
         assert!(p(&["extra"]).is_err());
     }

@@ -149,7 +149,10 @@ fn run_suite(opts: &Options) -> Result<i32, String> {
     }
     progress.finish();
 
-    let report = Report::new(runs, cells, labels, baseline);
+    let mut report = Report::new(runs, cells, labels, baseline);
+    if opts.confirm > 0 {
+        report.confirm = confirm(&report, &contenders, opts);
+    }
     print!("{}", report.tables());
     print!("{}", report.summary());
     print!("{}", report.verdicts());
@@ -157,6 +160,19 @@ fn run_suite(opts: &Options) -> Result<i32, String> {
     let mismatches = report.checksum_mismatches();
     for f in &failures {
         println!("FAILED: {f}");
+    }
+    let rerun_failures: Vec<&Run> = report
+        .confirm
+        .iter()
+        .filter(|r| r.result.is_err())
+        .collect();
+    for r in &rerun_failures {
+        if let Err(e) = &r.result {
+            println!(
+                "FAILED (rerun): {} t={} {} round {}: {e}",
+                r.workload, r.threads, r.allocator, r.rep
+            );
+        }
     }
     for m in &mismatches {
         println!("CHECKSUM MISMATCH (allocators did different work): {m}");
@@ -169,6 +185,9 @@ fn run_suite(opts: &Options) -> Result<i32, String> {
     write("results.csv", report.runs_csv())?;
     write("medians.csv", report.medians_csv())?;
     write("chart.svg", svg::chart(&report))?;
+    if !report.confirm.is_empty() {
+        write("confirm.csv", report.confirm_csv())?;
+    }
     println!(
         "\ntook {}; medians: {}; chart: {}",
         clock(progress.start.elapsed()),
@@ -176,11 +195,69 @@ fn run_suite(opts: &Options) -> Result<i32, String> {
         out_dir.join("chart.svg").display()
     );
     println!("results: {}", csv_path.display());
-    Ok(if failures.is_empty() && mismatches.is_empty() {
-        0
-    } else {
-        1
-    })
+    Ok(
+        if failures.is_empty() && rerun_failures.is_empty() && mismatches.is_empty() {
+            0
+        } else {
+            1
+        },
+    )
+}
+
+/// Reruns each cell with a paired verdict for `opts.confirm` rounds: the
+/// baseline and the allocators flagged there, interleaved as in the main
+/// rounds. A verdict that chance made (about one cell in twenty each way)
+/// is unlikely to come again in rounds of its own.
+fn confirm(report: &Report, contenders: &[Contender], opts: &Options) -> Vec<Run> {
+    let flagged = report.flagged();
+    if flagged.is_empty() {
+        println!("--confirm: no cell has a paired verdict to rerun");
+        return Vec::new();
+    }
+    let by_label = |l: &str| contenders.iter().find(|c| c.label == l);
+    let groups: Vec<(&(String, usize), Vec<&Contender>)> = flagged
+        .iter()
+        .map(|(c, allocs)| {
+            let mut group: Vec<&Contender> = by_label(&report.baseline).into_iter().collect();
+            group.extend(
+                allocs
+                    .iter()
+                    .filter_map(|&a| by_label(&report.allocators[a])),
+            );
+            (&report.cells[*c], group)
+        })
+        .collect();
+    let total = opts.confirm * groups.iter().map(|(_, g)| g.len()).sum::<usize>();
+    println!(
+        "\n--confirm: rerunning {} cells with a paired verdict for {} rounds ({total} runs)",
+        groups.len(),
+        opts.confirm
+    );
+    let _ = io::stdout().flush();
+    let mut progress = Progress::new(total);
+    let mut runs = Vec::with_capacity(total);
+    for rep in 1..=opts.confirm {
+        for ((w, t), group) in &groups {
+            for k in 0..group.len() {
+                let c = group[(k + rep - 1) % group.len()];
+                progress.show(&format!(
+                    "rerun {w} t={t} {} ({rep}/{})",
+                    c.label, opts.confirm
+                ));
+                let result = run_one(c, w, *t, opts.scale, opts.timeout);
+                runs.push(Run {
+                    workload: w.clone(),
+                    allocator: c.label.clone(),
+                    threads: *t,
+                    rep,
+                    result,
+                });
+                progress.done += 1;
+            }
+        }
+    }
+    progress.finish();
+    runs
 }
 
 /// Builds (or checks up to date) every binary of this package with the

@@ -116,6 +116,10 @@ pub struct Report {
     pub baseline: String,
     /// `stats[cell][allocator]`.
     pub stats: Vec<Vec<Stat>>,
+    /// Rounds rerun after the others for the cells with a paired verdict
+    /// (`--confirm`): the baseline and the flagged allocators only, with
+    /// their own repetition numbers. Medians and ratios leave them out.
+    pub confirm: Vec<Run>,
 }
 
 impl Report {
@@ -160,6 +164,7 @@ impl Report {
             allocators,
             baseline,
             stats,
+            confirm: Vec::new(),
         }
     }
 
@@ -199,20 +204,45 @@ impl Report {
     /// repetition (those where both succeeded); None for the baseline
     /// itself or when either never succeeded.
     pub fn paired(&self, cell: usize, a: usize) -> Option<Paired> {
+        self.paired_in(&self.runs, cell, a)
+    }
+
+    /// [`Report::paired`] over the rerun rounds alone (`--confirm`).
+    pub fn rerun(&self, cell: usize, a: usize) -> Option<Paired> {
+        self.paired_in(&self.confirm, cell, a)
+    }
+
+    /// The cells where some allocator has a paired verdict (slower or
+    /// faster), each with those allocators: what `--confirm` reruns.
+    pub fn flagged(&self) -> Vec<(usize, Vec<usize>)> {
+        (0..self.cells.len())
+            .filter_map(|c| {
+                let a: Vec<usize> = (0..self.allocators.len())
+                    .filter(|&a| {
+                        self.paired(c, a)
+                            .is_some_and(|p| p.verdict() != Verdict::Noise)
+                    })
+                    .collect();
+                (!a.is_empty()).then_some((c, a))
+            })
+            .collect()
+    }
+
+    fn paired_in(&self, runs: &[Run], cell: usize, a: usize) -> Option<Paired> {
         let b = self.base_index()?;
         if a == b {
             return None;
         }
         let (w, t) = &self.cells[cell];
         // The baseline's time in each repetition where it succeeded.
-        let base: Vec<(usize, f64)> = cell_runs(&self.runs, w, *t, &self.baseline)
+        let base: Vec<(usize, f64)> = cell_runs(runs, w, *t, &self.baseline)
             .filter_map(|r| r.result.as_ref().ok().map(|m| (r.rep, m.seconds)))
             .collect();
         let mut p = Paired {
             faster: 0,
             slower: 0,
         };
-        for r in cell_runs(&self.runs, w, *t, &self.allocators[a]) {
+        for r in cell_runs(runs, w, *t, &self.allocators[a]) {
             let Ok(m) = &r.result else { continue };
             let Some(&(_, b)) = base.iter().find(|(rep, _)| *rep == r.rep) else {
                 continue;
@@ -252,32 +282,68 @@ impl Report {
                 self.cells.len()
             );
         }
+        let rerun = !self.confirm.is_empty();
+        if rerun {
+            let _ = writeln!(
+                s,
+                "  (each flagged cell was then rerun for rounds of its own, --confirm: \
+                 \"stood\" counts the slower/faster verdicts those rounds gave again)"
+            );
+        }
         let width = self.label_width();
         let _ = writeln!(
             s,
-            "  {:<width$}  {:>6}  {:>6}  {:>6}  slower cells (rounds lost of those decided)",
-            "allocator", "slower", "faster", "noise"
+            "  {:<width$}  {:>6}  {:>6}  {:>6}  {}slower cells (rounds lost of those decided{})",
+            "allocator",
+            "slower",
+            "faster",
+            "noise",
+            if rerun { "stood  " } else { "" },
+            if rerun { "; in the rerun" } else { "" }
         );
         for (a, name) in self.allocators.iter().enumerate() {
             let (mut slower, mut faster, mut noise) = (Vec::new(), 0, 0);
+            let (mut slower_stood, mut faster_stood) = (0, 0);
             for (c, (w, t)) in self.cells.iter().enumerate() {
                 let Some(p) = self.paired(c, a) else { continue };
+                let again = self.rerun(c, a);
+                let stood = again.is_some_and(|q| q.verdict() == p.verdict());
                 match p.verdict() {
-                    Verdict::Slower => slower.push(format!(
-                        "{w} t={t} ({} of {})",
-                        p.slower,
-                        p.faster + p.slower
-                    )),
-                    Verdict::Faster => faster += 1,
+                    Verdict::Slower => {
+                        slower_stood += usize::from(stood);
+                        let tail = match again {
+                            Some(q) => format!(
+                                "; {} of {}, {}",
+                                q.slower,
+                                q.faster + q.slower,
+                                if stood { "stands" } else { "not again" }
+                            ),
+                            None => String::new(),
+                        };
+                        slower.push(format!(
+                            "{w} t={t} ({} of {}{tail})",
+                            p.slower,
+                            p.faster + p.slower
+                        ))
+                    }
+                    Verdict::Faster => {
+                        faster += 1;
+                        faster_stood += usize::from(stood);
+                    }
                     Verdict::Noise => noise += 1,
                 }
             }
             if slower.len() + faster + noise == 0 {
                 continue;
             }
+            let stood = if rerun {
+                format!("{:>5}  ", format!("{slower_stood}/{faster_stood}"))
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 s,
-                "  {name:<width$}  {:>6}  {faster:>6}  {noise:>6}  {}",
+                "  {name:<width$}  {:>6}  {faster:>6}  {noise:>6}  {stood}{}",
                 slower.len(),
                 if slower.is_empty() {
                     "-".to_string()
@@ -311,8 +377,8 @@ impl Report {
         out
     }
 
-    /// Cells whose successful runs disagree on (ops, checksum): all
-    /// allocators must do exactly the same work.
+    /// Cells whose successful runs (the reruns too) disagree on (ops,
+    /// checksum): all allocators must do exactly the same work.
     pub fn checksum_mismatches(&self) -> Vec<String> {
         let mut out = Vec::new();
         for (w, t) in &self.cells {
@@ -320,6 +386,7 @@ impl Report {
             for r in self
                 .runs
                 .iter()
+                .chain(&self.confirm)
                 .filter(|r| &r.workload == w && r.threads == *t)
             {
                 if let Ok(m) = &r.result {
@@ -432,36 +499,12 @@ impl Report {
     /// Every run: `workload,allocator,threads,rep,seconds,peak_rss_kib,ops,checksum,status,page_faults`
     /// (the page faults last, as in [`Report::medians_csv`]).
     pub fn runs_csv(&self) -> String {
-        let mut s = String::from(
-            "workload,allocator,threads,rep,seconds,peak_rss_kib,ops,checksum,status,page_faults\n",
-        );
-        for r in &self.runs {
-            let _ = match &r.result {
-                Ok(m) => writeln!(
-                    s,
-                    "{},{},{},{},{:.6},{},{},{:#x},ok,{}",
-                    csv(&r.workload),
-                    csv(&r.allocator),
-                    r.threads,
-                    r.rep,
-                    m.seconds,
-                    m.peak_rss_kib,
-                    m.ops,
-                    m.checksum,
-                    m.page_faults
-                ),
-                Err(e) => writeln!(
-                    s,
-                    "{},{},{},{},,,,,{},",
-                    csv(&r.workload),
-                    csv(&r.allocator),
-                    r.threads,
-                    r.rep,
-                    csv(&format!("FAILED: {e}"))
-                ),
-            };
-        }
-        s
+        runs_csv(&self.runs)
+    }
+
+    /// The rerun rounds (`--confirm`), as [`Report::runs_csv`].
+    pub fn confirm_csv(&self) -> String {
+        runs_csv(&self.confirm)
     }
 
     /// Medians and ratios: `workload,allocator,threads,seconds,peak_rss_kib,time_ratio,rss_ratio,status,page_faults`
@@ -502,6 +545,40 @@ impl Report {
         }
         s
     }
+}
+
+/// [`Report::runs_csv`] of `runs`.
+fn runs_csv(runs: &[Run]) -> String {
+    let mut s = String::from(
+        "workload,allocator,threads,rep,seconds,peak_rss_kib,ops,checksum,status,page_faults\n",
+    );
+    for r in runs {
+        let _ = match &r.result {
+            Ok(m) => writeln!(
+                s,
+                "{},{},{},{},{:.6},{},{},{:#x},ok,{}",
+                csv(&r.workload),
+                csv(&r.allocator),
+                r.threads,
+                r.rep,
+                m.seconds,
+                m.peak_rss_kib,
+                m.ops,
+                m.checksum,
+                m.page_faults
+            ),
+            Err(e) => writeln!(
+                s,
+                "{},{},{},{},,,,,{},",
+                csv(&r.workload),
+                csv(&r.allocator),
+                r.threads,
+                r.rep,
+                csv(&format!("FAILED: {e}"))
+            ),
+        };
+    }
+    s
 }
 
 /// The runs of allocator `a` in the cell of workload `w` at `t` threads.
@@ -643,10 +720,9 @@ mod tests {
         assert_eq!(csv("say \"x\""), "\"say \"\"x\"\"\"");
     }
 
-    #[test]
-    fn paired_verdicts_need_enough_rounds_one_way() {
-        // Cell t=1: tinymalloc wins 5 of 5 rounds (p = 1/32); t=2: it
-        // loses 4 of 5 (p = 6/32: noise); t=4: it loses 6 of 6, by 1%.
+    /// Cell t=1: tinymalloc wins 5 of 5 rounds (p = 1/32); t=2: it loses 4
+    /// of 5 (p = 6/32: noise); t=4: it loses 6 of 6, by 1%.
+    fn three_cells() -> Report {
         let mut runs = Vec::new();
         for rep in 1..=6 {
             if rep <= 5 {
@@ -664,7 +740,7 @@ mod tests {
             runs.push(run("tinymalloc", 4, rep, 1.01, 1000));
             runs.push(run("mimalloc", 4, rep, 1.0, 1000));
         }
-        let r = Report::new(
+        Report::new(
             runs,
             vec![
                 ("larson".into(), 1),
@@ -673,7 +749,12 @@ mod tests {
             ],
             vec!["tinymalloc".into(), "mimalloc".into()],
             "mimalloc".into(),
-        );
+        )
+    }
+
+    #[test]
+    fn paired_verdicts_need_enough_rounds_one_way() {
+        let r = three_cells();
         let p = |c| r.paired(c, 0).unwrap();
         assert_eq!(
             p(0),
@@ -712,6 +793,52 @@ mod tests {
             })
         );
         assert_eq!(sample().paired(0, 0).unwrap().verdict(), Verdict::Noise);
+    }
+
+    #[test]
+    fn reruns_say_whether_a_verdict_stands() {
+        let mut r = three_cells();
+        // The faster cell (t=1) and the slower one (t=4), tinymalloc only.
+        assert_eq!(r.flagged(), vec![(0, vec![0]), (2, vec![0])]);
+        assert!(!r.verdicts().contains("stood"));
+        // Rerun: t=4 slower again in 5 of 5 (stands); t=1 faster in 2 of 5
+        // only (chance, then).
+        for rep in 1..=5 {
+            r.confirm.push(run("mimalloc", 4, rep, 1.0, 1000));
+            r.confirm.push(run("tinymalloc", 4, rep, 1.2, 1000));
+            r.confirm.push(run("mimalloc", 1, rep, 1.0, 1000));
+            r.confirm.push(run(
+                "tinymalloc",
+                1,
+                rep,
+                if rep <= 2 { 0.9 } else { 1.1 },
+                1000,
+            ));
+        }
+        assert_eq!(
+            r.rerun(0, 0),
+            Some(Paired {
+                faster: 2,
+                slower: 3
+            })
+        );
+        assert_eq!(r.rerun(2, 0).unwrap().verdict(), Verdict::Slower);
+        assert_eq!(r.rerun(1, 0), None, "t=2 was not rerun");
+        let text = r.verdicts();
+        assert!(
+            text.contains("larson t=4 (6 of 6; 5 of 5, stands)"),
+            "{text}"
+        );
+        // One slower verdict of one stood, no faster one of one.
+        assert!(text.contains("  1/0  larson t=4"), "{text}");
+        // The medians are the main rounds' alone.
+        assert_eq!(r.ratios(2, 0), Some((1.01, 1.0)));
+        assert_eq!(r.confirm_csv().lines().count(), 21);
+        assert!(r.checksum_mismatches().is_empty());
+        if let Ok(m) = &mut r.confirm[0].result {
+            m.checksum = 9;
+        }
+        assert_eq!(r.checksum_mismatches().len(), 1, "reruns do the same work");
     }
 
     #[test]
