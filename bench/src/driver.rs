@@ -113,6 +113,7 @@ fn run_suite(opts: &Options) -> Result<i32, String> {
     fs::create_dir_all(&out_dir)
         .map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
 
+    let start = Instant::now();
     let total = opts.reps * cells.len() * contenders.len();
     println!(
         "tinymalloc-bench: {} cells x {} allocators x {} reps = {total} runs, scale {}{}",
@@ -123,31 +124,10 @@ fn run_suite(opts: &Options) -> Result<i32, String> {
         if opts.quick { " (quick)" } else { "" }
     );
     let _ = io::stdout().flush();
-    let mut progress = Progress::new(total);
-    let mut runs = Vec::with_capacity(total);
-    for rep in 1..=opts.reps {
-        for (w, t) in &cells {
-            // Interleave allocators within each repetition (A B C D, then
-            // B C D A, ...) so machine noise hits all of them alike.
-            for k in 0..contenders.len() {
-                let c = &contenders[(k + rep - 1) % contenders.len()];
-                progress.show(&format!("{w} t={t} {} (rep {rep}/{})", c.label, opts.reps));
-                let result = run_one(c, w, *t, opts.scale, opts.timeout);
-                if let Err(e) = &result {
-                    progress.note(&format!("FAILED {w} t={t} {} rep {rep}: {e}", c.label));
-                }
-                runs.push(Run {
-                    workload: w.clone(),
-                    allocator: c.label.clone(),
-                    threads: *t,
-                    rep,
-                    result,
-                });
-                progress.done += 1;
-            }
-        }
-    }
-    progress.finish();
+    let all: Vec<&Contender> = contenders.iter().collect();
+    let groups: Vec<(&(String, usize), Vec<&Contender>)> =
+        cells.iter().map(|c| (c, all.clone())).collect();
+    let runs = run_rounds(&groups, opts.reps, opts, "");
 
     let mut report = Report::new(runs, cells, labels, baseline);
     if opts.confirm > 0 {
@@ -190,7 +170,7 @@ fn run_suite(opts: &Options) -> Result<i32, String> {
     }
     println!(
         "\ntook {}; medians: {}; chart: {}",
-        clock(progress.start.elapsed()),
+        clock(start.elapsed()),
         out_dir.join("medians.csv").display(),
         out_dir.join("chart.svg").display()
     );
@@ -234,17 +214,33 @@ fn confirm(report: &Report, contenders: &[Contender], opts: &Options) -> Vec<Run
         opts.confirm
     );
     let _ = io::stdout().flush();
+    run_rounds(&groups, opts.confirm, opts, "rerun ")
+}
+
+/// Runs `reps` rounds over `groups` (a cell and the contenders run in it),
+/// each round every cell once and its contenders interleaved (A B C D,
+/// then B C D A, ...) so that machine noise hits all of them alike.
+fn run_rounds(
+    groups: &[(&(String, usize), Vec<&Contender>)],
+    reps: usize,
+    opts: &Options,
+    what: &str,
+) -> Vec<Run> {
+    let total = reps * groups.iter().map(|(_, g)| g.len()).sum::<usize>();
     let mut progress = Progress::new(total);
     let mut runs = Vec::with_capacity(total);
-    for rep in 1..=opts.confirm {
-        for ((w, t), group) in &groups {
+    for rep in 1..=reps {
+        for ((w, t), group) in groups {
             for k in 0..group.len() {
                 let c = group[(k + rep - 1) % group.len()];
-                progress.show(&format!(
-                    "rerun {w} t={t} {} ({rep}/{})",
-                    c.label, opts.confirm
-                ));
+                progress.show(&format!("{what}{w} t={t} {} (rep {rep}/{reps})", c.label));
                 let result = run_one(c, w, *t, opts.scale, opts.timeout);
+                if let Err(e) = &result {
+                    progress.note(&format!(
+                        "FAILED {what}{w} t={t} {} rep {rep}: {e}",
+                        c.label
+                    ));
+                }
                 runs.push(Run {
                     workload: w.clone(),
                     allocator: c.label.clone(),

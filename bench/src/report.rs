@@ -553,29 +553,21 @@ fn runs_csv(runs: &[Run]) -> String {
         "workload,allocator,threads,rep,seconds,peak_rss_kib,ops,checksum,status,page_faults\n",
     );
     for r in runs {
+        let _ = write!(
+            s,
+            "{},{},{},{},",
+            csv(&r.workload),
+            csv(&r.allocator),
+            r.threads,
+            r.rep
+        );
         let _ = match &r.result {
             Ok(m) => writeln!(
                 s,
-                "{},{},{},{},{:.6},{},{},{:#x},ok,{}",
-                csv(&r.workload),
-                csv(&r.allocator),
-                r.threads,
-                r.rep,
-                m.seconds,
-                m.peak_rss_kib,
-                m.ops,
-                m.checksum,
-                m.page_faults
+                "{:.6},{},{},{:#x},ok,{}",
+                m.seconds, m.peak_rss_kib, m.ops, m.checksum, m.page_faults
             ),
-            Err(e) => writeln!(
-                s,
-                "{},{},{},{},,,,,{},",
-                csv(&r.workload),
-                csv(&r.allocator),
-                r.threads,
-                r.rep,
-                csv(&format!("FAILED: {e}"))
-            ),
+            Err(e) => writeln!(s, ",,,,{},", csv(&format!("FAILED: {e}"))),
         };
     }
     s
