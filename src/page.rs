@@ -52,8 +52,10 @@ use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 /// The share of the blocks of a page's reached words (`Page::limit`) in use
 /// above which `advance` takes an untouched word before a reached one:
 /// 3/4 (numerator, denominator). Measured against a page kept at any
-/// density (reached words only while one has a free block) and at half:
-/// alloc-test then gained and glibc-thread lost, or neither gained.
+/// density (reached words only while one has a free block) and at half,
+/// 7/8 and 15/16: at any density glibc-thread lost (and alloc-test gained
+/// in session 12, not when measured again in session 13); at the others
+/// neither moved (docs/PERFORMANCE.md, "Tried and dropped").
 const DENSE: (usize, usize) = (3, 4);
 
 /// Words per bitmap row: 64 KiB / 16 B blocks / 64 bits.
