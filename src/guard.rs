@@ -305,7 +305,7 @@ mod tests {
         drain();
         for (size, align) in [(40_000usize, 16usize), (100_001, 64), (5 << 20, 8192)] {
             let p = alloc(size, align, false) as usize;
-            assert!(p != 0 && p % align == 0);
+            assert!(p != 0 && p.is_multiple_of(align));
             let c = p & !(CHUNK - 1);
             // SAFETY: a live header.
             let len = unsafe { (*(c as *const Header)).map_len };

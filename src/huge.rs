@@ -178,7 +178,7 @@ pub unsafe fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
 /// The header of the huge block at `p`, if `p` is one.
 fn header_of(p: *mut u8) -> Option<*mut Header> {
     let a = p as usize;
-    if a % os::PAGE != 0 || a == 0 || segmap::kind_of(a - 1) != Kind::Huge {
+    if !a.is_multiple_of(os::PAGE) || a == 0 || segmap::kind_of(a - 1) != Kind::Huge {
         return None;
     }
     let h = ((a - 1) & !(CHUNK - 1)) as *mut Header;

@@ -233,7 +233,7 @@ fn locate(p: *mut u8) -> Option<(*mut LargeSeg, usize)> {
     let a = p as usize;
     let base = a & !(CHUNK - 1);
     let off = a - base;
-    if off % os::PAGE != 0 || off == 0 {
+    if !off.is_multiple_of(os::PAGE) || off == 0 {
         return None;
     }
     Some((base as *mut LargeSeg, off / os::PAGE))

@@ -203,7 +203,7 @@ pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize) {
 /// when a larger alignment rounded it up, or a small block (<= 64 B) kept
 /// its place when realloc shrank it.
 pub(crate) fn check_sized(p: *mut u8, usable: usize, size: usize, align: usize) {
-    let align_ok = align.is_power_of_two() && (p as usize) % align == 0;
+    let align_ok = align.is_power_of_two() && (p as usize).is_multiple_of(align);
     let plausible = size <= usable
         && (align > MIN_ALIGN || usable <= 64 || size.saturating_mul(2) + 2 * MIN_ALIGN >= usable);
     if !align_ok || !plausible {
@@ -239,7 +239,7 @@ pub unsafe fn realloc_aligned(p: *mut u8, size: usize, align: usize) -> *mut u8 
     if !align.is_power_of_two() {
         return core::ptr::null_mut();
     }
-    let aligned = (p as usize) % align == 0;
+    let aligned = (p as usize).is_multiple_of(align);
     if segmap::is_small(p as usize) {
         // The common case on its own (a block of a default-mode small
         // segment: one map test, one validation), about 50 instructions

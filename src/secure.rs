@@ -475,7 +475,7 @@ unsafe fn release(q: usize) {
 /// the canary is armed again after the new size. True when done.
 unsafe fn resize_small_in_place(p: *mut u8, size: usize, align: usize) -> bool {
     let a = p as usize;
-    if zero::contains(a) || segmap::kind_of(a) != Kind::Small || a % align != 0 {
+    if zero::contains(a) || segmap::kind_of(a) != Kind::Small || !a.is_multiple_of(align) {
         return false;
     }
     // SAFETY: a live small block (validated by the caller).
@@ -499,7 +499,7 @@ unsafe fn requested_size(p: *mut u8, op: Op) -> usize {
         if zero::is_live(a) {
             return 0;
         }
-        let f = if a % 16 == 0 {
+        let f = if a.is_multiple_of(16) {
             Fault::DoubleFree
         } else {
             Fault::Invalid

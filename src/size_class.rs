@@ -76,7 +76,7 @@ pub fn aligned_class(size: usize, align: usize) -> Option<usize> {
     }
     // Pages start 64 KiB-aligned, so block i sits at i * class_size:
     // aligned to `align` exactly when the class size is a multiple of it.
-    (class_of(need)..NUM_CLASSES).find(|&c| class_size(c) % align == 0)
+    (class_of(need)..NUM_CLASSES).find(|&c| class_size(c).is_multiple_of(align))
 }
 
 /// Multiplier for division by a class size: for an offset `off < 2^16`,
@@ -130,7 +130,7 @@ mod tests {
         while align <= MEDIUM_MAX {
             for size in [0, 1, align - 1, align, align + 1, 3 * align] {
                 if let Some(c) = aligned_class(size, align) {
-                    assert!(class_size(c) >= size && class_size(c) % align == 0);
+                    assert!(class_size(c) >= size && class_size(c).is_multiple_of(align));
                     assert!(class_size(c) - size.max(1) < size.max(align) + align);
                 } else {
                     assert!(size.max(align) > MEDIUM_MAX);

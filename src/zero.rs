@@ -94,7 +94,7 @@ pub fn contains(p: usize) -> bool {
 /// The slot of `p` (in the region), if `p` is a slot's start.
 fn slot(p: usize) -> Option<usize> {
     let off = p - BASE.load(Ordering::Acquire);
-    (off % SLOT == 0).then_some(off / SLOT)
+    off.is_multiple_of(SLOT).then_some(off / SLOT)
 }
 
 /// True when `p` (in the region) is a live zero-size block.

@@ -571,7 +571,7 @@ fn free_sized_with_wrong_alignment() {
         // 4096-aligned freed as 4096-aligned.
         || unsafe {
             let mut p = raw::malloc(100);
-            while p as usize % 4096 == 0 {
+            while (p as usize).is_multiple_of(4096) {
                 p = raw::malloc(100);
             }
             raw::free_sized(p, 100, 4096);
@@ -702,7 +702,7 @@ fn owns_never_aborts_on_foreign_pointers() {
     unsafe {
         assert!(!raw::owns(&local as *const u64 as *const u8));
         assert!(!raw::owns(v.as_ptr()));
-        assert!(!raw::owns(1 as *const u8));
+        assert!(!raw::owns(std::ptr::dangling::<u8>()));
         assert!(!raw::owns(usize::MAX as *const u8));
         let p = raw::malloc(100);
         assert!(raw::owns(p) && !raw::owns(p.add(1)) && !raw::owns(p.add(16)));
@@ -731,14 +731,14 @@ fn huge_alignments_work() {
                 p.write_bytes(0xC3, size);
                 // Grow keeping the alignment.
                 let q = raw::realloc_aligned(p, size + 3 * MIB, align);
-                assert!(!q.is_null() && q as usize % align == 0);
+                assert!(!q.is_null() && (q as usize).is_multiple_of(align));
                 assert!((0..size).step_by(4093).all(|i| q.add(i).read() == 0xC3));
                 assert_eq!(q.add(size - 1).read(), 0xC3);
                 q.add(size + 3 * MIB - 1).write(1);
                 raw::free(q);
 
                 let z = raw::zalloc_aligned(size, align);
-                assert!(!z.is_null() && z as usize % align == 0);
+                assert!(!z.is_null() && (z as usize).is_multiple_of(align));
                 assert!((0..size).all(|i| z.add(i).read() == 0));
                 raw::free_sized(z, size, align);
             }
@@ -752,10 +752,10 @@ fn huge_alignments_work() {
         // SAFETY: a valid layout; freed with the same layout.
         unsafe {
             let p = tm.alloc_zeroed(l);
-            assert!(!p.is_null() && p as usize % align == 0);
+            assert!(!p.is_null() && (p as usize).is_multiple_of(align));
             assert!((0..3000).all(|i| p.add(i).read() == 0));
             let q = tm.realloc(p, l, 9 * MIB);
-            assert!(!q.is_null() && q as usize % align == 0);
+            assert!(!q.is_null() && (q as usize).is_multiple_of(align));
             tm.dealloc(q, Layout::from_size_align(9 * MIB, align).unwrap());
         }
     }

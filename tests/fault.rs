@@ -565,7 +565,7 @@ mod inject {
             return false;
         }
         let n = CALLS.fetch_add(1, Relaxed) + 1;
-        if n % EVERY.load(Relaxed).max(1) == 0 {
+        if n.is_multiple_of(EVERY.load(Relaxed).max(1)) {
             INJECTED.fetch_add(1, Relaxed);
             // SAFETY: this thread's errno.
             unsafe { *libc::__errno_location() = libc::ENOMEM };
@@ -788,7 +788,7 @@ fn in_forked_child(parent_block: Blk, pool: &Mutex<Vec<Blk>>, i: usize) -> i32 {
         for b in live.into_iter().flatten() {
             b.free();
         }
-        if i % 10 == 0 {
+        if i.is_multiple_of(10) {
             // A new thread in the child gets a heap from the pool.
             std::thread::spawn(|| {
                 let b = Blk::alloc(1000, 3).expect("malloc in a thread of the fork child");
@@ -944,7 +944,11 @@ fn huge_moves_race_new_mappings() {
                                 println!("fault: huge moves: live huge block {p:?} lost");
                                 break;
                             }
-                            let to = if n % 2 == 0 { 13 * MIB } else { 3 * MIB };
+                            let to = if n.is_multiple_of(2) {
+                                13 * MIB
+                            } else {
+                                3 * MIB
+                            };
                             let q = raw::realloc(p, to);
                             assert!(!q.is_null());
                             p = q;

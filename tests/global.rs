@@ -355,7 +355,7 @@ fn layouts_up_to_2mib_alignment() {
             seed += 1;
             // SAFETY: a non-zero-size layout; freed below with its layout.
             unsafe {
-                let p = if seed % 2 == 0 {
+                let p = if seed.is_multiple_of(2) {
                     alloc(l)
                 } else {
                     alloc_zeroed(l)

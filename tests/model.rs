@@ -45,7 +45,7 @@ fn pattern_byte(id: u64, i: usize) -> u8 {
 /// (`p` is at least 8-aligned).
 unsafe fn fill(p: *mut u8, from: usize, to: usize, id: u64) {
     let mut i = from;
-    while i < to && i % 8 != 0 {
+    while i < to && !i.is_multiple_of(8) {
         unsafe { p.add(i).write(pattern_byte(id, i)) };
         i += 1;
     }
@@ -63,7 +63,7 @@ unsafe fn fill(p: *mut u8, from: usize, to: usize, id: u64) {
 /// the pattern of `id`.
 unsafe fn first_mismatch(p: *const u8, from: usize, to: usize, id: u64) -> Option<usize> {
     let mut i = from;
-    while i < to && i % 8 != 0 {
+    while i < to && !i.is_multiple_of(8) {
         if unsafe { p.add(i).read() } != pattern_byte(id, i) {
             return Some(i);
         }
@@ -469,7 +469,7 @@ impl Model {
                 }
             }
         }
-        if self.ops % 32 == 0 {
+        if self.ops.is_multiple_of(32) {
             self.check_all()
         } else {
             self.check_sample()

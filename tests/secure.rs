@@ -53,7 +53,7 @@ fn layouts() {
                 alloc(layout)
             }
         };
-        assert!(!p.is_null() && p as usize % align == 0);
+        assert!(!p.is_null() && (p as usize).is_multiple_of(align));
         // SAFETY: p holds `size` bytes.
         let bytes = unsafe { std::slice::from_raw_parts_mut(p, size) };
         if i % 3 == 0 {
@@ -63,13 +63,13 @@ fn layouts() {
             *b = pattern(i, k);
         }
         live.push((p, layout, i));
-        if rng.next() % 3 == 0 {
+        if rng.next().is_multiple_of(3) {
             let j = (rng.next() as usize) % live.len();
             let (p, layout, seed) = live.swap_remove(j);
             let new = (layout.size() * (1 + (rng.next() % 3) as usize) / 2).max(1);
             // SAFETY: p is live with this layout; new is non-zero.
             let q = unsafe { realloc(p, layout, new) };
-            assert!(!q.is_null() && q as usize % layout.align() == 0);
+            assert!(!q.is_null() && (q as usize).is_multiple_of(layout.align()));
             let keep = new.min(layout.size());
             // SAFETY: q holds at least `keep` bytes.
             let bytes = unsafe { std::slice::from_raw_parts_mut(q, new) };

@@ -42,7 +42,7 @@ fn pattern_word(seed: u64, w: usize) -> u64 {
 
 /// Fills bytes `[from, to)` of the block; `from` is a multiple of 8.
 unsafe fn fill(p: *mut u8, from: usize, to: usize, seed: u64) {
-    debug_assert!(from % 8 == 0);
+    debug_assert!(from.is_multiple_of(8));
     let mut i = from;
     while i + 8 <= to {
         unsafe { (p.add(i) as *mut u64).write(pattern_word(seed, i / 8)) };

@@ -172,7 +172,7 @@ impl Blk {
                 "allocation of {size} bytes (align {align}) returned null"
             ));
         }
-        if p as usize % align != 0 {
+        if !(p as usize).is_multiple_of(align) {
             fail(&format!("{p:?} ({size} bytes) is not aligned to {align}"));
         }
         if zeroed {
@@ -210,7 +210,7 @@ impl Blk {
                 (self.p as *mut u64).add(w).write(pattern(self.id, w));
                 w += 1;
             }
-            if to % 8 != 0 {
+            if !to.is_multiple_of(8) {
                 let bytes = pattern(self.id, words).to_le_bytes();
                 for (k, &byte) in bytes.iter().enumerate().take(to % 8) {
                     self.p.add(words * 8 + k).write(byte);
@@ -269,7 +269,7 @@ impl Blk {
                 self.p
             ));
         }
-        if q as usize % self.align != 0 {
+        if !(q as usize).is_multiple_of(self.align) {
             fail(&format!(
                 "realloc to {new_size}: {q:?} is not aligned to {}",
                 self.align

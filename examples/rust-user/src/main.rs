@@ -137,7 +137,7 @@ fn alignments() {
         .collect();
     for (i, p) in pages.iter().enumerate() {
         let addr = &**p as *const PageAligned as usize;
-        check!(addr % 4096 == 0, "Box<PageAligned> at {addr:#x}");
+        check!(addr.is_multiple_of(4096), "Box<PageAligned> at {addr:#x}");
         check!(
             p.0.iter().all(|&b| b == i as u8),
             "PageAligned {i} corrupted"
@@ -146,7 +146,7 @@ fn alignments() {
     let big = Box::new(HugeAligned(42));
     let addr = &*big as *const HugeAligned as usize;
     check!(
-        addr % (2 * MIB) == 0 && big.0 == 42,
+        addr.is_multiple_of(2 * MIB) && big.0 == 42,
         "Box<HugeAligned> at {addr:#x}"
     );
 
@@ -163,7 +163,7 @@ fn alignments() {
                     continue;
                 }
                 check!(
-                    p as usize % align == 0,
+                    (p as usize).is_multiple_of(align),
                     "alloc({layout:?}) = {p:p} is misaligned"
                 );
                 p.write_bytes(0x77, size);
