@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Instructions and modelled cache misses of one suite workload under each
 # allocator, counted by callgrind's cache simulator in the suite's own
-# workers (target/release/bench-ALLOCATOR). Deterministic for a given
-# build, whatever else the machine is doing: what the time of a cell is
+# workers (target/release/bench-ALLOCATOR). At one thread deterministic for
+# a given build, whatever else the machine is doing: what the time of a cell is
 # made of, where the suite's timings are too noisy to tell.
 #
 #   bench/cachesim.sh WORKLOAD [THREADS] [SCALE] [ALLOCATOR...]

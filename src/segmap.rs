@@ -50,7 +50,8 @@ pub enum Kind {
 /// separate shift and test of the high bits).
 struct Map(UnsafeCell<[u8; ENTRIES + 1]>);
 
-// SAFETY: every access goes through AtomicU8 views of the bytes.
+// SAFETY: every access goes through AtomicU8 views of the bytes, but
+// `is_small`'s byte compare in assembly, a single-byte load (atomic).
 unsafe impl Sync for Map {}
 
 static MAP: Map = Map(UnsafeCell::new([0; ENTRIES + 1]));
@@ -83,13 +84,39 @@ pub fn kind_of(addr: usize) -> Kind {
 const SECURE_SMALL: u8 = 5;
 
 /// True when `addr` lies in a small segment of default mode (the `free`
-/// fast path's one test: a single byte load and compare; secure mode's
-/// small segments fail it, so that `free` needs no test of the mode).
+/// fast path's one test: a range check and one compare with the map's
+/// byte in memory; secure mode's small segments fail it, so that `free`
+/// needs no test of the mode).
 #[inline(always)]
 pub fn is_small(addr: usize) -> bool {
     let i = addr >> CHUNK_SHIFT;
     // Entry ENTRIES exists and is never written (`set` skips it).
-    i <= ENTRIES && entry(i).load(Ordering::Relaxed) == Kind::Small as u8
+    if i > ENTRIES {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: i <= ENTRIES, so the byte read lies in MAP. An aligned
+        // byte load is atomic on x86-64 (the Relaxed load of `entry`);
+        // written out so that the compare takes the byte from memory: the
+        // compiler does not fold an atomic load into a `cmp`.
+        unsafe {
+            core::arch::asm!(
+                "cmp byte ptr [{m} + {i}], {small}",
+                "jne {no}",
+                m = in(reg) MAP.0.get() as *const u8,
+                i = in(reg) i,
+                small = const Kind::Small as u8,
+                no = label { return false; },
+                options(nostack, readonly)
+            );
+        }
+        true
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        entry(i).load(Ordering::Relaxed) == Kind::Small as u8
+    }
 }
 
 /// Records that the chunk starting at `base` now holds `kind`.
