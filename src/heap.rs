@@ -281,11 +281,12 @@ impl Heap {
 ///
 /// Fast path cost (x86-64, counted in the disassembly of the C `malloc`
 /// of `libtinymalloc.so`): 19 instructions for a size of at most 64 B,
-/// including the size test and class (4) and the return; no lock, no atomic read-modify-write, no test of the mode
-/// (secure mode offers no word to this path: `Heap::fast`): the TLS slot,
-/// which holds the heap's address (2), the class's word pointer and word,
-/// test (4), clear the lowest bit and store (3), the per-class and
-/// requested-bytes counters (2), block address by tzcnt, imul, add (3).
+/// including the size test and class (4) and the return; no lock, no
+/// atomic read-modify-write, no test of the mode (secure mode offers no
+/// word to this path: `Heap::fast`): the TLS slot, which holds the heap's
+/// address (2), the class's word pointer and word, test (4), clear the
+/// lowest bit and store (3), the per-class and requested-bytes counters
+/// (2), block address by tzcnt, imul, add (3).
 /// Three dependent loads after the TLS slot's (heap, word pointer, word),
 /// and none of the page descriptor: the page's count of blocks in use
 /// catches up later (`sync`). `bench/callgrind.sh` measures a whole

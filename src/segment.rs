@@ -329,10 +329,9 @@ pub unsafe fn purge_due(seg: *mut Segment, now: u64, force: bool) -> usize {
 /// address and word index (4), the TLS slot compared with the segment's
 /// owner in memory (4, `owned_by`), double-free test of both rows
 /// through one pointer, by bit index (6), bit set (`bts`, see
-/// `bitmap::with_bit`), store and `zero` (3), the
-/// per-class free counter (2: the owner tag is the heap's address), `used`
-/// and the re-file test in one decrement and its sign (2,
-/// `Page::put_back`), `ret`. The reports are reached by tail jumps
+/// `bitmap::with_bit`), store and `zero` (3), the per-class free counter
+/// (2: the owner tag is the heap's address), `used` and the re-file test
+/// in one decrement and its sign (2, `Page::put_back`), `ret`. The reports are reached by tail jumps
 /// (`error::fail`, `bad_block`), and secure mode needs no test here (its
 /// segments fail `segmap::is_small`). The cold paths (`free_remote`,
 /// `bad_block`, the heap's `page_freed`) find the segment and the block
