@@ -169,6 +169,106 @@ fn perl_hashes_regexes_sorting() {
     });
 }
 
+/// A Java program: threads filling maps, a parallel stream, zlib through
+/// `java.util.zip` and direct buffers (both on the C heap), regexes. The
+/// JVM's own threads (compilers, the collector) allocate through `malloc`
+/// too, and `javac`, a JVM itself, compiles it preloaded.
+const JAVA_PROGRAM: &str = r#"
+import java.nio.ByteBuffer;
+import java.nio.file.*;
+import java.util.*;
+import java.util.concurrent.*;
+import java.util.regex.*;
+import java.util.stream.*;
+import java.util.zip.*;
+
+public class T {
+    public static void main(String[] args) throws Exception {
+        ConcurrentHashMap<String, Integer> shared = new ConcurrentHashMap<>();
+        long[] sums = new long[8];
+        Thread[] threads = new Thread[8];
+        for (int t = 0; t < 8; t++) {
+            final int k = t;
+            threads[t] = new Thread(() -> {
+                HashMap<String, List<Integer>> m = new HashMap<>();
+                for (int i = 0; i < 60000; i++) {
+                    m.computeIfAbsent("k" + i % (5000 + k * 101), x -> new ArrayList<>()).add(i);
+                    shared.merge("s" + (i % 1000), 1, Integer::sum);
+                }
+                long s = 0;
+                for (List<Integer> v : m.values()) s += v.size() * 31L + v.get(v.size() - 1);
+                sums[k] = s;
+            });
+            threads[t].start();
+        }
+        for (Thread t : threads) t.join();
+        System.out.println(Arrays.toString(sums) + " " + shared.size() + " " + shared.get("s7"));
+
+        long primes = IntStream.range(2, 300000).parallel()
+            .filter(n -> IntStream.rangeClosed(2, (int) Math.sqrt(n)).noneMatch(d -> n % d == 0))
+            .count();
+        System.out.println("primes " + primes);
+
+        StringBuilder sb = new StringBuilder();
+        for (int i = 0; i < 200000; i++) sb.append("line ").append(i * 7919 % 100003).append('\n');
+        byte[] raw = sb.toString().getBytes("UTF-8");
+        CRC32 crc = new CRC32();
+        for (int round = 0; round < 20; round++) {
+            Deflater d = new Deflater(round % 9 + 1);
+            d.setInput(raw);
+            d.finish();
+            byte[] buf = new byte[raw.length];
+            int n = d.deflate(buf);
+            d.end();
+            Inflater inf = new Inflater();
+            inf.setInput(buf, 0, n);
+            byte[] back = new byte[raw.length];
+            int m = inf.inflate(back);
+            inf.end();
+            if (m != raw.length || !Arrays.equals(raw, back)) throw new AssertionError("zip round " + round);
+            crc.update(buf, 0, n);
+        }
+        System.out.println("zip " + raw.length + " " + Long.toHexString(crc.getValue()));
+
+        long direct = 0;
+        for (int i = 0; i < 2000; i++) {
+            ByteBuffer b = ByteBuffer.allocateDirect(1024 + (i % 64) * 512);
+            for (int j = 0; j < b.capacity(); j += 256) b.put(j, (byte) (i + j));
+            direct += b.get(b.capacity() - 256) & 0xff;
+        }
+        System.out.println("direct " + direct);
+
+        Matcher mt = Pattern.compile("line (\\d*7)\\b").matcher(sb);
+        int hits = 0;
+        while (mt.find()) hits++;
+        System.out.println("regex " + hits);
+
+        String maps = new String(Files.readAllBytes(Paths.get("/proc/self/maps")));
+        System.out.println("TM_MAPPED=" + (maps.contains("libtinymalloc") ? 1 : 0));
+    }
+}
+"#;
+
+#[test]
+fn java_threads_zip_and_direct_buffers() {
+    require("/usr/bin/javac", "openjdk-17-jdk-headless");
+    require("/usr/bin/java", "openjdk-17-jdk-headless");
+    compare("java", b"", |dir| {
+        std::fs::write(dir.join("T.java"), JAVA_PROGRAM).unwrap();
+        let mut javac = Command::new("/usr/bin/javac");
+        javac.args(["-J-Xmx256m", "T.java"]);
+        let mut java = Command::new("/usr/bin/java");
+        java.args(["-Xmx512m", "-cp", ".", "T"]);
+        for cmd in [&mut javac, &mut java] {
+            // No user options, no shared-archive writes into $HOME.
+            cmd.env_remove("JAVA_TOOL_OPTIONS")
+                .env_remove("_JAVA_OPTIONS")
+                .env("HOME", dir);
+        }
+        vec![javac, java]
+    });
+}
+
 /// A git command with a fixed identity, dates and no user/system config.
 fn git(dir: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new("/usr/bin/git");
