@@ -1,7 +1,8 @@
 //! Real programs from Debian, run with libtinymalloc.so preloaded: their
 //! output must equal that of the same run without it, and the library must
 //! really be mapped in the process (each program reads its own, or its
-//! parent's, /proc/PID/maps and prints `TM_MAPPED=0|1`). Each preloaded
+//! parent's, /proc/PID/maps and prints `TM_MAPPED=0|1`; for xz and g++'s
+//! compiler proper the test reads it while the process waits for input). Each preloaded
 //! run happens twice: in default mode and in secure mode
 //! (`TINYMALLOC_SECURE=1`), which must not flag anything either.
 //!
@@ -267,6 +268,112 @@ fn java_threads_zip_and_direct_buffers() {
         }
         vec![javac, java]
     });
+}
+
+/// The pid of a child of `parent` whose command line starts with a path
+/// ending in `name` (found by each process's parent in /proc/PID/stat).
+fn child_named(parent: u32, name: &str) -> Option<u32> {
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // The fields after the command name, which is in parentheses.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let argv0 = cmdline.split(|&b| b == 0).next().unwrap_or_default();
+        if ppid == Some(parent) && argv0.ends_with(name.as_bytes()) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+/// `g++ -O2 -c` of `source` fed on stdin, then a link and a run of the
+/// program, in `dir`. Returns (the object file, the program's output,
+/// whether cc1plus, the compiler proper, had libtinymalloc mapped): its
+/// maps are read while it waits for the source on its stdin.
+fn gxx(dir: &Path, source: &str, preloaded: bool, secure: bool) -> (Vec<u8>, String, bool) {
+    let setup = |cmd: &mut Command| {
+        cmd.current_dir(dir);
+        mode(cmd, secure);
+        if preloaded {
+            preload(cmd);
+        }
+    };
+    let mut cc = Command::new("/usr/bin/g++");
+    cc.args([
+        "-O2",
+        "-frandom-seed=1",
+        "-x",
+        "c++",
+        "-c",
+        "-",
+        "-o",
+        "prog.o",
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    setup(&mut cc);
+    let mut child = cc.spawn().expect("g++");
+    let mut stdin = child.stdin.take().unwrap();
+    let start = Instant::now();
+    let mapped = loop {
+        let maps = child_named(child.id(), "cc1plus")
+            .map(|pid| std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default())
+            .unwrap_or_default();
+        if maps.contains("libc.so") {
+            break maps.contains("libtinymalloc");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "cc1plus did not start under g++"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    stdin.write_all(source.as_bytes()).unwrap();
+    drop(stdin);
+    let (status, _, err) = wait_with_limit(&mut child, LIMIT, "g++");
+    let err = String::from_utf8_lossy(&err);
+    assert!(status.success() && err.is_empty(), "g++ -c: {err}");
+    let mut link = Command::new("/usr/bin/g++");
+    link.args(["prog.o", "-o", "prog"]);
+    setup(&mut link);
+    let what = format!("g++ link (preloaded: {preloaded}, secure: {secure})");
+    let out = run(&mut link, b"", LIMIT);
+    out.assert_success(&what);
+    assert!(out.stderr.is_empty(), "{what}: {}", out.stderr);
+    let mut prog = Command::new(dir.join("prog"));
+    setup(&mut prog);
+    let out = run(&mut prog, b"", LIMIT);
+    out.assert_success("the compiled program");
+    let object = std::fs::read(dir.join("prog.o")).unwrap();
+    (object, out.stdout, mapped)
+}
+
+#[test]
+fn gxx_compiles_links_and_runs_templates() {
+    require("/usr/bin/g++", "g++");
+    let source = include_str!("data/templates.cpp");
+    let mut results = Vec::new();
+    for (preloaded, secure) in [(false, false), (true, false), (true, true)] {
+        let dir = scratch(&format!("gxx-{preloaded}-{secure}"));
+        let (object, output, mapped) = gxx(&dir, source, preloaded, secure);
+        assert_eq!(mapped, preloaded, "cc1plus maps libtinymalloc?");
+        assert!(!output.trim().is_empty(), "the program printed nothing");
+        results.push((object, output));
+    }
+    for (i, secure) in [(1, false), (2, true)] {
+        assert!(
+            results[i].0 == results[0].0,
+            "g++ -O2 gave another object file when preloaded (secure: {secure})"
+        );
+        assert_eq!(results[i].1, results[0].1, "output (secure: {secure})");
+    }
 }
 
 /// A git command with a fixed identity, dates and no user/system config.
