@@ -2,8 +2,8 @@
 //! output must equal that of the same run without it, and the library must
 //! really be mapped in the process (each program reads its own, or its
 //! parent's, /proc/PID/maps and prints `TM_MAPPED=0|1`; for xz and g++'s
-//! compiler proper the test reads it while the process waits for input). Each preloaded
-//! run happens twice: in default mode and in secure mode
+//! compiler proper the test reads it while the process waits for input).
+//! Each preloaded run happens twice: in default mode and in secure mode
 //! (`TINYMALLOC_SECURE=1`), which must not flag anything either.
 //!
 //! A missing program is a failure with an install hint, never a skip:
